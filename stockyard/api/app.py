@@ -1,0 +1,121 @@
+"""The application factory and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from fastapi import FastAPI
+
+from stockyard import __version__
+from stockyard.api.errors import install_error_handlers
+from stockyard.api.health import router as health_router
+from stockyard.api.middleware import RequestContextMiddleware
+from stockyard.api.services import Services
+from stockyard.auth import repository as auth_repository
+from stockyard.auth.endpoints import router as auth_router
+from stockyard.auth.endpoints import well_known as well_known_router
+from stockyard.auth.keys import KeyRing
+from stockyard.auth.limiter import RateLimiter
+from stockyard.core.database import app_url, create_engine, create_sessionmaker
+from stockyard.core.logging import configure_logging
+from stockyard.core.redis import create_redis
+from stockyard.core.settings import Settings, get_settings
+from stockyard.tenants.endpoints import router as tenants_router
+from stockyard.tenants.limits import TenantLimits
+
+log = structlog.get_logger()
+
+REVOCATION_SYNC_INTERVAL_SECONDS = 1.0
+
+
+def build_services(settings: Settings) -> Services:
+    if settings.redis_url is None or settings.secret_key is None:
+        raise RuntimeError("the API needs STOCKYARD_REDIS_URL and STOCKYARD_SECRET_KEY set")
+    engine = create_engine(app_url(settings), settings)
+    sessionmaker = create_sessionmaker(engine)
+    redis = create_redis(settings.redis_url, settings)
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        redis=redis,
+        keyring=KeyRing(
+            sessionmaker,
+            secret_key=settings.secret_key.get_secret_value(),
+            max_age=settings.signing_key_cache_seconds,
+        ),
+        limiter=RateLimiter(
+            redis,
+            prefix=settings.redis_key_prefix,
+            fail_open=settings.rate_limit_fail_open,
+            revocation_ttl_seconds=settings.access_token_ttl_seconds + 60,
+        ),
+        tenant_limits=TenantLimits(
+            sessionmaker,
+            default_per_minute=settings.rate_limit_per_minute,
+            default_burst=settings.rate_limit_burst,
+        ),
+    )
+
+
+async def sync_revocations(services: Services) -> None:
+    """Re-seed Redis with the families revoked within one access-token lifetime, so a Redis
+    restart or FLUSHALL never brings a revoked session back. Runs at start and whenever the
+    limiter has seen Redis come back."""
+    since = datetime.now(UTC) - timedelta(seconds=services.settings.access_token_ttl_seconds + 60)
+    async with services.sessionmaker() as session, session.begin():
+        revoked = await auth_repository.revoked_sessions_since(session, since)
+    services.limiter.needs_reseed = False
+    await services.limiter.revoke(revoked)
+    log.info("revocations_seeded", count=len(revoked))
+
+
+async def _revocation_sync_loop(services: Services) -> None:
+    while True:
+        try:
+            # ping() flags a reseed when it sees Redis come back.
+            if await services.limiter.ping() and services.limiter.needs_reseed:
+                await sync_revocations(services)
+        except Exception as exc:  # the loop must outlive any outage it is there to repair
+            log.warning("revocation_sync_failed", error=type(exc).__name__)
+            services.limiter.needs_reseed = True
+        await asyncio.sleep(REVOCATION_SYNC_INTERVAL_SECONDS)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings)
+        app.state.services = services
+        await services.keyring.load()
+        sync_task = asyncio.create_task(_revocation_sync_loop(services))
+        log.info("api_started", version=__version__)
+        try:
+            yield
+        finally:
+            sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sync_task
+            await services.redis.aclose()
+            await services.engine.dispose()
+
+    app = FastAPI(
+        title="Stockyard",
+        version=__version__,
+        description="Multi-tenant inventory API.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    app.include_router(well_known_router)
+    app.include_router(tenants_router)
+    app.include_router(auth_router)
+    return app

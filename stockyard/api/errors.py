@@ -1,0 +1,121 @@
+"""Exception handlers: every 4xx/5xx leaves as the one error envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stockyard.core.errors import AppError, DatabaseUnavailable, ErrorDetails
+
+log = structlog.get_logger()
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def envelope_response(
+    *,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None,
+    details: ErrorDetails = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "error": {"code": code, "message": message, "details": details, "request_id": request_id}
+    }
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def _request_id(request: Request) -> str | None:
+    request_id = request.scope.get("state", {}).get("request_id")
+    return request_id if isinstance(request_id, str) else None
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    if exc.status_code >= 500:
+        log.warning("service_unavailable", code=exc.code)
+    return envelope_response(
+        status=exc.status_code,
+        code=exc.code,
+        message=exc.message,
+        details=exc.details,
+        request_id=_request_id(request),
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Only where and what: the offending input is never echoed (it may be a password).
+    details = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+    return envelope_response(
+        status=422,
+        code="validation_error",
+        message="The request is not valid.",
+        details=details,
+        request_id=_request_id(request),
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return envelope_response(
+        status=exc.status_code,
+        code=code,
+        message=message,
+        request_id=_request_id(request),
+        headers=exc.headers,
+    )
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(exc, OSError | ConnectionError | TimeoutError)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not _is_connection_failure(exc):
+        raise exc
+    log.warning("database_unavailable", error=type(exc).__name__)
+    error = DatabaseUnavailable()
+    return envelope_response(
+        status=error.status_code,
+        code=error.code,
+        message=error.message,
+        request_id=_request_id(request),
+        headers={"Retry-After": "1"},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for exc_type in (DBAPIError, PoolTimeoutError, OSError, TimeoutError):
+        app.add_exception_handler(exc_type, _database_error)

@@ -1,0 +1,54 @@
+"""Liveness and dependencies, each probe bounded so /health can never hang."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from stockyard.api.services import Services, get_services
+
+router = APIRouter(tags=["health"])
+
+PROBE_TIMEOUT_SECONDS = 2.0
+
+Status = Literal["ok", "down"]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    db: Status
+    redis: Status
+
+
+async def _database_ok(services: Services) -> bool:
+    async with services.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return True
+
+
+async def _probe(check: asyncio.Future[bool] | object) -> Status:
+    try:
+        ok = await asyncio.wait_for(check, PROBE_TIMEOUT_SECONDS)  # type: ignore[arg-type]
+    except Exception:
+        return "down"
+    return "ok" if ok else "down"
+
+
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Is the API and what it depends on up",
+    responses={503: {"model": Health}},
+)
+async def read_health(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
+    db, redis = await asyncio.gather(
+        _probe(_database_ok(services)), _probe(services.limiter.ping())
+    )
+    healthy = db == "ok" and redis == "ok"
+    body = Health(status="ok" if healthy else "degraded", db=db, redis=redis)
+    return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)

@@ -1,0 +1,91 @@
+"""Request IDs and the access log, as plain ASGI (no BaseHTTPMiddleware: it buffers bodies
+and breaks contextvars across the request).
+
+Every response, errors and unknown routes included, carries X-Request-ID; the same id is in
+every log line of the request and in its error envelope. An exception nothing else caught
+becomes a 500 envelope here, after the traceback has gone to the log and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stockyard.api.errors import envelope_response
+
+REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+log = structlog.get_logger("stockyard.access")
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "<unmatched>"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        inbound = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                inbound = value.decode("latin-1")
+                break
+        request_id = inbound if inbound and REQUEST_ID_PATTERN.match(inbound) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                rate_limit: dict[str, str] | None = scope["state"].get("rate_limit_headers")
+                for name, value in (rate_limit or {}).items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            log.exception("unhandled_exception")
+            if response_started:
+                raise
+            response = envelope_response(
+                status=500,
+                code="internal_error",
+                message="Something went wrong on our side. Quote the request_id to support.",
+                request_id=request_id,
+            )
+            await response(scope, receive, send_with_request_id)
+        finally:
+            fields: dict[str, Any] = {
+                "method": scope["method"],
+                "route": _route_template(scope),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            log.info("request", **fields)
+            structlog.contextvars.clear_contextvars()

@@ -1,0 +1,150 @@
+"""Token endpoint (RFC 6749), revocation (RFC 7009), JWKS and the caller's own account."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+
+from stockyard.api.services import Services, get_services
+from stockyard.auth import repository as auth_repository
+from stockyard.auth import service as auth_service
+from stockyard.auth.dependencies import CurrentPrincipal
+from stockyard.auth.exceptions import InvalidClient, InvalidRequest, UnsupportedGrantType
+from stockyard.auth.guard import limit_by_ip, limit_login
+from stockyard.auth.schemas import JWKSet, MeClient, MeRead, MeTenant, MeUser, TokenResponse
+from stockyard.auth.scopes import Role
+from stockyard.core.errors import NotFound
+from stockyard.tenants import repository as tenant_repository
+from stockyard.tenants.dependencies import TenantSession, UnscopedSession
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+well_known = APIRouter(tags=["auth"])
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+FormField = Annotated[str | None, Form(max_length=4096)]
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        client_id, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient() from None
+    if not sep:
+        raise InvalidClient()
+    return client_id, secret
+
+
+def _required(**fields: str | None) -> dict[str, str]:
+    missing = sorted(name for name, value in fields.items() if not value)
+    if missing:
+        raise InvalidRequest(f"Missing form field: {', '.join(missing)}.", details={"missing": missing})
+    return {name: value for name, value in fields.items() if value}
+
+
+@router.post(
+    "/auth/token",
+    response_model=TokenResponse,
+    dependencies=[Depends(limit_by_ip)],
+    summary="Exchange credentials or a refresh token for tokens",
+    responses={400: {}, 401: {}, 429: {}},
+)
+async def issue_token(
+    request: Request,
+    response: Response,
+    session: UnscopedSession,
+    services: Annotated[Services, Depends(get_services)],
+    grant_type: FormField = None,
+    username: FormField = None,
+    password: FormField = None,
+    tenant: FormField = None,
+    refresh_token: FormField = None,
+    client_id: FormField = None,
+    client_secret: FormField = None,
+) -> TokenResponse:
+    response.headers.update(NO_STORE)
+    if grant_type == "password":
+        fields = _required(username=username, password=password, tenant=tenant)
+        await limit_login(services, tenant=fields["tenant"], username=fields["username"])
+        pair = await auth_service.password_grant(
+            session,
+            services,
+            tenant_slug=fields["tenant"],
+            email=fields["username"],
+            password=fields["password"],
+        )
+    elif grant_type == "refresh_token":
+        fields = _required(refresh_token=refresh_token)
+        pair = await auth_service.refresh_grant(
+            session, services, refresh_token=fields["refresh_token"]
+        )
+    elif grant_type == "client_credentials":
+        basic = _basic_credentials(request)
+        if basic is not None:
+            client_id, client_secret = basic
+        if not client_id or not client_secret:
+            raise InvalidClient()
+        pair = await auth_service.client_credentials_grant(
+            session, services, client_id=client_id, client_secret=client_secret
+        )
+    elif grant_type is None:
+        raise InvalidRequest("Missing form field: grant_type.", details={"missing": ["grant_type"]})
+    else:
+        raise UnsupportedGrantType()
+    return TokenResponse(
+        access_token=pair.access_token,
+        expires_in=pair.expires_in,
+        refresh_token=pair.refresh_token,
+        scope=pair.scope,
+    )
+
+
+@router.post(
+    "/auth/revoke",
+    dependencies=[Depends(limit_by_ip)],
+    summary="Revoke a refresh token and its whole family (RFC 7009)",
+    responses={429: {}},
+)
+async def revoke_token(
+    session: UnscopedSession,
+    services: Annotated[Services, Depends(get_services)],
+    token: FormField = None,
+) -> dict[str, str]:
+    if token:
+        await auth_service.revoke_refresh_token(session, services, token=token)
+    return {"status": "ok"}
+
+
+@router.get("/me", response_model=MeRead, summary="Who the token belongs to")
+async def read_me(session: TenantSession, principal: CurrentPrincipal) -> MeRead:
+    tenant = await tenant_repository.get_tenant(session, principal.tenant_id)
+    if tenant is None:
+        raise NotFound()
+    me_tenant = MeTenant(id=tenant.id, slug=tenant.slug, name=tenant.name)
+    if principal.is_client:
+        client = await auth_repository.get_client(session, principal.subject)
+        if client is None:
+            raise NotFound()
+        return MeRead(
+            user=None,
+            client=MeClient(id=client.id, name=client.name, scopes=sorted(client.scopes)),
+            tenant=me_tenant,
+        )
+    user = await auth_repository.get_user(session, principal.subject)
+    if user is None:
+        raise NotFound()
+    return MeRead(user=MeUser(id=user.id, email=user.email, role=Role(user.role)), tenant=me_tenant)
+
+
+@well_known.get("/.well-known/jwks.json", response_model=JWKSet, summary="Public signing keys")
+async def read_jwks(
+    response: Response, services: Annotated[Services, Depends(get_services)]
+) -> JWKSet:
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return JWKSet.model_validate(await services.keyring.jwks())

@@ -1,0 +1,162 @@
+"""ES256 signing keys: generated, encrypted at rest, rotated, and cached per worker.
+
+The private half of each key is stored encrypted with a Fernet key derived from
+STOCKYARD_SECRET_KEY, so a database dump alone cannot mint tokens. Every worker keeps the key
+set in memory and reloads it at most once per `signing_key_cache_seconds`, so a rotation is
+picked up without a restart and an unknown `kid` can't turn into a database query per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from stockyard.auth.models import SigningKey
+
+log = structlog.get_logger()
+
+# A rotated-out key keeps verifying this long past the access-token lifetime (clock skew).
+RETIRE_MARGIN = timedelta(seconds=60)
+
+
+def _fernet(secret_key: str) -> Fernet:
+    derived = hashlib.sha256(b"stockyard-signing-keys:" + secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    kid: str
+    private_key: ec.EllipticCurvePrivateKey | None
+    public_key: ec.EllipticCurvePublicKey
+    created_at: datetime
+    retires_at: datetime | None
+
+    def verifies_at(self, moment: datetime) -> bool:
+        return self.retires_at is None or self.retires_at > moment
+
+    def public_jwk(self) -> dict[str, str]:
+        jwk: dict[str, str] = ECAlgorithm.to_jwk(self.public_key, as_dict=True)
+        return {**jwk, "kid": self.kid, "use": "sig", "alg": "ES256"}
+
+
+def new_signing_key(secret_key: str) -> SigningKey:
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    private_der = private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return SigningKey(
+        kid=f"{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(6)}",
+        public_pem=public_pem.decode(),
+        private_key_encrypted=_fernet(secret_key).encrypt(private_der),
+    )
+
+
+async def rotate(session: AsyncSession, *, secret_key: str, access_token_ttl: int) -> SigningKey:
+    """Make a new key current; keys it replaces keep verifying for one token lifetime."""
+    retires_at = datetime.now(UTC) + timedelta(seconds=access_token_ttl) + RETIRE_MARGIN
+    await session.execute(
+        update(SigningKey).where(SigningKey.retires_at.is_(None)).values(retires_at=retires_at)
+    )
+    key = new_signing_key(secret_key)
+    session.add(key)
+    await session.flush()
+    return key
+
+
+async def ensure_current_key(
+    session: AsyncSession, *, secret_key: str, access_token_ttl: int
+) -> None:
+    current = await session.scalar(
+        select(SigningKey.kid).where(SigningKey.retires_at.is_(None)).limit(1)
+    )
+    if current is None:
+        await rotate(session, secret_key=secret_key, access_token_ttl=access_token_ttl)
+
+
+async def list_keys(session: AsyncSession) -> list[SigningKey]:
+    result = await session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc()))
+    return list(result)
+
+
+class KeyRing:
+    """The worker's view of the signing keys, reloaded lazily and never more than needed."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, secret_key: str, max_age: float
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._fernet = _fernet(secret_key)
+        self._max_age = max_age
+        self._keys: dict[str, KeyPair] = {}
+        self._current: KeyPair | None = None
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            rows = await list_keys(session)
+        keys: dict[str, KeyPair] = {}
+        current: KeyPair | None = None
+        for row in rows:
+            public_key = serialization.load_pem_public_key(row.public_pem.encode())
+            assert isinstance(public_key, ec.EllipticCurvePublicKey)
+            private_key: ec.EllipticCurvePrivateKey | None = None
+            if row.retires_at is None:
+                loaded = serialization.load_der_private_key(
+                    self._fernet.decrypt(row.private_key_encrypted), password=None
+                )
+                assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+                private_key = loaded
+            pair = KeyPair(row.kid, private_key, public_key, row.created_at, row.retires_at)
+            keys[row.kid] = pair
+            if private_key is not None and (current is None or pair.created_at > current.created_at):
+                current = pair
+        self._keys, self._current = keys, current
+        self._loaded_at = time.monotonic()
+
+    async def _reload_if_stale(self) -> None:
+        if time.monotonic() - self._loaded_at < self._max_age:
+            return
+        async with self._lock:
+            if time.monotonic() - self._loaded_at >= self._max_age:
+                await self.load()
+
+    async def signing_key(self) -> KeyPair:
+        await self._reload_if_stale()
+        if self._current is None:
+            raise RuntimeError("no current signing key: run `stockyard migrate` or `keys rotate`")
+        return self._current
+
+    async def verification_key(self, kid: str) -> KeyPair | None:
+        """The key for `kid`, reloading the set (throttled) when the kid is new to this worker."""
+        key = self._keys.get(kid)
+        if key is None:
+            await self._reload_if_stale()
+            key = self._keys.get(kid)
+        if key is None or not key.verifies_at(datetime.now(UTC)):
+            return None
+        return key
+
+    async def jwks(self) -> dict[str, list[dict[str, str]]]:
+        await self._reload_if_stale()
+        now = datetime.now(UTC)
+        return {"keys": [k.public_jwk() for k in self._keys.values() if k.verifies_at(now)]}

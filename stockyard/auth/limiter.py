@@ -1,0 +1,204 @@
+"""Per-token rate limiting and the revocation cache, in one Redis round trip.
+
+A GCRA bucket per token family (`sid`), computed by a Lua script on Redis server time, so every
+API worker shares it and clocks can't drift apart. The same script reads the family's cached
+revocation state, so the revocation check costs no extra round trip. PostgreSQL stays the
+source of truth: when Redis has no state for a sid (new, expired, or lost in a restart or
+FLUSHALL) the caller checks PostgreSQL and writes the answer back, and `SET NX` for "ok"
+against a plain `SET` for "revoked" keeps a racing revocation from being overwritten.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from stockyard.core.errors import RateLimited, ServiceUnavailable
+
+log = structlog.get_logger()
+
+WINDOW_SECONDS = 60
+OUTAGE_WARNING_INTERVAL = 10.0
+
+_GCRA = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('GET', KEYS[2])
+if state == 'revoked' then
+  return {0, 0, 0, 0, 'revoked'}
+end
+if not state then state = '' end
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat or tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - interval * burst
+if allow_at > now then
+  return {0, 0, allow_at - now, tat - now, state}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000)
+return {1, math.floor((now - allow_at) / interval), 0, new_tat - now, state}
+"""
+
+
+class Revocation(Enum):
+    LIVE = "ok"
+    REVOKED = "revoked"
+    UNKNOWN = ""
+
+
+class ServiceState(Enum):
+    UP = "up"
+    DOWN = "down"
+
+
+class ServiceDegraded(ServiceUnavailable):
+    code = "rate_limiter_unavailable"
+    message = "The rate limiter is unavailable; retry shortly."
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+    retry_after_seconds: int
+    revocation: Revocation
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Policy": f'"token";q={self.limit};w={WINDOW_SECONDS}',
+            "RateLimit": f'"token";r={self.remaining};t={self.reset_seconds}',
+        }
+
+    def raise_if_limited(self) -> None:
+        if not self.allowed:
+            raise RateLimited(
+                headers={**self.headers(), "Retry-After": str(self.retry_after_seconds)}
+            )
+
+
+UNLIMITED_FAIL_OPEN = Decision(True, 0, 0, 0, 0, Revocation.UNKNOWN)
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        fail_open: bool,
+        revocation_ttl_seconds: int,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._fail_open = fail_open
+        self._revocation_ttl = revocation_ttl_seconds
+        self._script = redis.register_script(_GCRA)
+        self._last_warning = float("-inf")
+        self.state = ServiceState.UP
+        # Revocations written while Redis was away (or before this worker started) are
+        # re-seeded from PostgreSQL by the revocation sync task while this is set.
+        self.needs_reseed = True
+
+    def _bucket_keys(self, bucket: str) -> list[str]:
+        # One hash tag per bucket: both keys land in one Redis Cluster slot.
+        return [f"{self._prefix}rl:{{{bucket}}}", f"{self._prefix}rl:{{{bucket}}}:auth"]
+
+    async def _run(self, bucket: str, *, per_minute: int, burst: int) -> Decision | None:
+        interval = WINDOW_SECONDS * 1000 / per_minute
+        try:
+            # redis-py's Script calls EVALSHA and reloads the script on NOSCRIPT.
+            reply = await self._script(keys=self._bucket_keys(bucket), args=[interval, burst])
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._mark_down(exc)
+            return None
+        self._mark_up()
+        allowed, remaining, retry_ms, reset_ms, state = reply
+        return Decision(
+            allowed=bool(allowed),
+            limit=per_minute,
+            remaining=max(int(remaining), 0),
+            reset_seconds=max(math.ceil(int(reset_ms) / 1000), 0),
+            retry_after_seconds=max(math.ceil(int(retry_ms) / 1000), 1),
+            revocation=Revocation(state.decode() if isinstance(state, bytes) else state),
+        )
+
+    def _mark_up(self) -> None:
+        if self.state is ServiceState.DOWN:
+            log.info("redis_recovered")
+            self.needs_reseed = True
+        self.state = ServiceState.UP
+
+    def _mark_down(self, exc: BaseException) -> None:
+        self.state = ServiceState.DOWN
+        now = time.monotonic()
+        if now - self._last_warning >= OUTAGE_WARNING_INTERVAL:
+            self._last_warning = now
+            log.warning(
+                "redis_unavailable",
+                error=type(exc).__name__,
+                fail_open=self._fail_open,
+            )
+
+    async def check_session(self, session_id: uuid.UUID, *, per_minute: int, burst: int) -> Decision:
+        """Count one request against the token family and report its revocation state."""
+        decision = await self._run(str(session_id), per_minute=per_minute, burst=burst)
+        if decision is None:
+            if not self._fail_open:
+                raise ServiceDegraded()
+            return UNLIMITED_FAIL_OPEN
+        return decision
+
+    async def check_key(self, bucket: str, *, per_minute: int, burst: int | None = None) -> Decision:
+        """Count one attempt against an arbitrary bucket (client IP, login name)."""
+        decision = await self._run(bucket, per_minute=per_minute, burst=burst or per_minute)
+        if decision is None:
+            if not self._fail_open:
+                raise ServiceDegraded()
+            return UNLIMITED_FAIL_OPEN
+        return decision
+
+    async def remember(self, session_id: uuid.UUID, revocation: Revocation) -> None:
+        """Cache what PostgreSQL said about a family. Best effort: PostgreSQL stays the truth."""
+        key = self._bucket_keys(str(session_id))[1]
+        if revocation is Revocation.REVOKED:
+            await self.revoke([session_id])
+            return
+        try:
+            await self._redis.set(key, revocation.value, ex=self._revocation_ttl, nx=True)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._mark_down(exc)
+
+    async def revoke(self, session_ids: list[uuid.UUID]) -> None:
+        """Mark families revoked, pipelined into one round trip however many there are."""
+        if not session_ids:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in session_ids:
+                    key = self._bucket_keys(str(session_id))[1]
+                    pipe.set(key, Revocation.REVOKED.value, ex=self._revocation_ttl)
+                await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._mark_down(exc)
+            self.needs_reseed = True
+
+    async def ping(self) -> bool:
+        """True when Redis answers; also how the sync task notices that it is back."""
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._mark_down(exc)
+            return False
+        self._mark_up()
+        return True

@@ -1,0 +1,157 @@
+"""All SQL of the auth domain (runs inside a tenant context unless it says otherwise)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.auth.models import ApiClient, RefreshToken, TokenFamily, User
+from stockyard.auth.tokens import AccessClaims
+
+
+async def is_session_revoked(session: AsyncSession, claims: AccessClaims) -> bool:
+    """Whether the token's family (or API client) no longer exists or was revoked."""
+    if claims.is_client:
+        revoked_at = await session.execute(
+            select(ApiClient.revoked_at).where(ApiClient.id == claims.session_id)
+        )
+    else:
+        revoked_at = await session.execute(
+            select(TokenFamily.revoked_at).where(TokenFamily.id == claims.session_id)
+        )
+    row = revoked_at.first()
+    return row is None or row[0] is not None
+
+
+async def revoked_sessions_since(session: AsyncSession, since: datetime) -> list[uuid.UUID]:
+    """Across all tenants, through the SECURITY DEFINER look-up (the app role can't see them)."""
+    rows = await session.scalars(
+        text("SELECT stockyard_revoked_sessions_since(:since)"), {"since": since}
+    )
+    return list(rows)
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await session.scalar(select(User).where(User.id == user_id))
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == email))
+
+
+async def count_active_owners(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(User).where(User.role == "owner", User.is_active)
+    )
+    return int(count or 0)
+
+
+async def lock_active_owners(session: AsyncSession) -> Sequence[uuid.UUID]:
+    """Lock the tenant's active owners so two concurrent demotions can't both pass the
+    last-owner check."""
+    rows = await session.scalars(
+        select(User.id).where(User.role == "owner", User.is_active).with_for_update()
+    )
+    return list(rows)
+
+
+async def add(session: AsyncSession, *rows: object) -> None:
+    session.add_all(rows)
+    await session.flush()
+
+
+async def lock_refresh_token(session: AsyncSession, token_hash: bytes) -> RefreshToken | None:
+    """The token row, locked: two concurrent refreshes of one token serialize here."""
+    return await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+    )
+
+
+async def get_family(session: AsyncSession, family_id: uuid.UUID) -> TokenFamily | None:
+    return await session.scalar(select(TokenFamily).where(TokenFamily.id == family_id))
+
+
+async def child_of(session: AsyncSession, token_id: uuid.UUID) -> RefreshToken | None:
+    return await session.scalar(
+        select(RefreshToken).where(RefreshToken.parent_id == token_id).with_for_update()
+    )
+
+
+async def revoke_families(
+    session: AsyncSession,
+    *,
+    family_ids: Sequence[uuid.UUID] | None = None,
+    user_id: uuid.UUID | None = None,
+    except_family: uuid.UUID | None = None,
+    reason: str,
+) -> list[uuid.UUID]:
+    """Revoke live families (by id or by user) and their refresh tokens; return their ids."""
+    statement = update(TokenFamily).where(TokenFamily.revoked_at.is_(None))
+    if family_ids is not None:
+        statement = statement.where(TokenFamily.id.in_(family_ids))
+    if user_id is not None:
+        statement = statement.where(TokenFamily.user_id == user_id)
+    if except_family is not None:
+        statement = statement.where(TokenFamily.id != except_family)
+    revoked = list(
+        await session.scalars(
+            statement.values(revoked_at=func.now(), revoked_reason=reason).returning(
+                TokenFamily.id
+            )
+        )
+    )
+    if revoked:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id.in_(revoked), RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )
+    return revoked
+
+
+async def tenant_id_for_client(session: AsyncSession, client_id: uuid.UUID) -> uuid.UUID | None:
+    result = await session.scalar(
+        text("SELECT stockyard_tenant_id_for_client(:client_id)"), {"client_id": client_id}
+    )
+    return result if isinstance(result, uuid.UUID) else None
+
+
+async def get_client(session: AsyncSession, client_id: uuid.UUID) -> ApiClient | None:
+    return await session.scalar(select(ApiClient).where(ApiClient.id == client_id))
+
+
+async def list_clients(
+    session: AsyncSession, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[ApiClient]:
+    statement = select(ApiClient).where(ApiClient.revoked_at.is_(None))
+    if after is not None:
+        statement = statement.where(
+            tuple_(ApiClient.created_at, ApiClient.id) > tuple_(after[0], after[1])
+        )
+    rows = await session.scalars(
+        statement.order_by(ApiClient.created_at, ApiClient.id).limit(limit)
+    )
+    return list(rows)
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    role: str | None,
+    is_active: bool | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[User]:
+    statement = select(User)
+    if role is not None:
+        statement = statement.where(User.role == role)
+    if is_active is not None:
+        statement = statement.where(User.is_active == is_active)
+    if after is not None:
+        statement = statement.where(User.id > after)
+    rows = await session.scalars(statement.order_by(User.id).limit(limit))
+    return list(rows)

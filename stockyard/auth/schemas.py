@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from stockyard.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from stockyard.auth.scopes import Role
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    refresh_token: str | None = None
+    scope: str
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    name: str | None
+    role: Role
+    is_active: bool
+    version: int
+
+
+class MeUser(BaseModel):
+    id: uuid.UUID
+    email: str
+    role: Role
+
+
+class MeClient(BaseModel):
+    id: uuid.UUID
+    name: str
+    scopes: list[str]
+
+
+class MeTenant(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+
+
+class MeRead(BaseModel):
+    user: MeUser | None
+    client: MeClient | None = None
+    tenant: MeTenant
+
+
+Password = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=MAX_PASSWORD_LENGTH)
+    new_password: str = Password
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    name: str | None = Field(default=None, max_length=200)
+    role: Role
+    password: str = Password
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+class UserPage(BaseModel):
+    items: list[UserRead]
+    next_cursor: str | None
+
+
+class JWKSet(BaseModel):
+    keys: list[dict[str, str]]

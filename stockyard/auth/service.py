@@ -1,0 +1,235 @@
+"""Sign-in, token rotation and revocation: the rules that make tokens safe to hand out."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.api.services import Services
+from stockyard.auth import repository as auth_repository
+from stockyard.auth.exceptions import InvalidClient, InvalidGrant, RefreshTokenReused
+from stockyard.auth.models import RefreshToken, TokenFamily, User
+from stockyard.auth.passwords import verify_password
+from stockyard.auth.scopes import CLIENT_ROLE, ROLE_SCOPES, Role
+from stockyard.auth.tokens import (
+    hash_refresh_token,
+    issue_access_token,
+    new_refresh_token,
+    tenant_of_refresh_token,
+)
+from stockyard.tenants import repository as tenant_repository
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str | None
+    scope: str
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def hash_client_secret(secret: str) -> str:
+    """Client secrets are 256 random bits, so a fast hash is as strong as a slow one here."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def _issue(
+    services: Services,
+    *,
+    subject: uuid.UUID,
+    tenant_id: uuid.UUID,
+    session_id: uuid.UUID,
+    role: str,
+    scopes: frozenset[str],
+    refresh_token: str | None,
+) -> TokenPair:
+    settings = services.settings
+    access = await issue_access_token(
+        services.keyring,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_ttl_seconds,
+        subject=subject,
+        tenant_id=tenant_id,
+        session_id=session_id,
+        role=role,
+        scopes=scopes,
+    )
+    return TokenPair(access.token, access.expires_in, refresh_token, " ".join(sorted(scopes)))
+
+
+async def _start_family(
+    session: AsyncSession, services: Services, user: User
+) -> TokenPair:
+    family = TokenFamily(
+        tenant_id=user.tenant_id,
+        id=uuid.uuid4(),
+        user_id=user.id,
+        expires_at=datetime.now(UTC) + timedelta(seconds=services.settings.refresh_token_ttl_seconds),
+    )
+    token, token_hash = new_refresh_token(user.tenant_id)
+    await auth_repository.add(session, family)
+    await auth_repository.add(
+        session,
+        RefreshToken(
+            tenant_id=user.tenant_id, id=uuid.uuid4(), family_id=family.id, token_hash=token_hash
+        ),
+    )
+    return await _issue(
+        services,
+        subject=user.id,
+        tenant_id=user.tenant_id,
+        session_id=family.id,
+        role=user.role,
+        scopes=ROLE_SCOPES[Role(user.role)],
+        refresh_token=token,
+    )
+
+
+async def password_grant(
+    session: AsyncSession,
+    services: Services,
+    *,
+    tenant_slug: str,
+    email: str,
+    password: str,
+) -> TokenPair:
+    """Sign a user in. Every failure looks the same and costs the same password check."""
+    tenant_id = await tenant_repository.tenant_id_for_slug(session, tenant_slug)
+    user: User | None = None
+    if tenant_id is not None:
+        await tenant_repository.set_current_tenant(session, tenant_id)
+        user = await auth_repository.get_user_by_email(session, normalize_email(email))
+    valid = await verify_password(password, user.password_hash if user else None)
+    if user is None or not valid or not user.is_active:
+        log.info("login_failed", tenant=tenant_slug)
+        raise InvalidGrant("The email, password or tenant is wrong.")
+    return await _start_family(session, services, user)
+
+
+async def refresh_grant(session: AsyncSession, services: Services, *, refresh_token: str) -> TokenPair:
+    """Rotate a refresh token. A used one presented again revokes its whole family, except the
+    immediately previous token inside the configured grace window (concurrent client refresh)."""
+    tenant_id = tenant_of_refresh_token(refresh_token)
+    if tenant_id is None:
+        raise InvalidGrant()
+    await tenant_repository.set_current_tenant(session, tenant_id)
+    presented = await auth_repository.lock_refresh_token(session, hash_refresh_token(refresh_token))
+    if presented is None:
+        raise InvalidGrant()
+    family = await auth_repository.get_family(session, presented.family_id)
+    now = datetime.now(UTC)
+    if family is None or family.revoked_at is not None or family.expires_at <= now:
+        raise InvalidGrant()
+
+    parent = presented
+    if presented.used_at is not None:
+        child = await auth_repository.child_of(session, presented.id)
+        grace = timedelta(seconds=services.settings.refresh_reuse_grace_seconds)
+        if child is None or child.used_at is not None or presented.used_at + grace <= now:
+            revoked = await auth_repository.revoke_families(
+                session, family_ids=[family.id], reason="refresh_reuse"
+            )
+            await services.limiter.revoke(revoked)
+            log.warning("refresh_reuse_detected", family_id=str(family.id))
+            raise RefreshTokenReused("This refresh token was already used; the session is revoked.")
+        # Tolerated: the client lost the race with itself. Rotate on from the newest token.
+        parent = child
+    parent.used_at = now
+
+    user = await auth_repository.get_user(session, family.user_id)
+    if user is None or not user.is_active:
+        raise InvalidGrant()
+    token, token_hash = new_refresh_token(tenant_id)
+    await auth_repository.add(
+        session,
+        RefreshToken(
+            tenant_id=tenant_id,
+            id=uuid.uuid4(),
+            family_id=family.id,
+            parent_id=parent.id,
+            token_hash=token_hash,
+        ),
+    )
+    return await _issue(
+        services,
+        subject=user.id,
+        tenant_id=tenant_id,
+        session_id=family.id,
+        role=user.role,
+        scopes=ROLE_SCOPES[Role(user.role)],
+        refresh_token=token,
+    )
+
+
+async def client_credentials_grant(
+    session: AsyncSession, services: Services, *, client_id: str, client_secret: str
+) -> TokenPair:
+    """An access token for a tenant application; `sid` is the client, so all its tokens share
+    one rate-limit bucket and die together when the client is deleted."""
+    try:
+        client_uuid = uuid.UUID(client_id)
+    except ValueError:
+        raise InvalidClient() from None
+    tenant_id = await auth_repository.tenant_id_for_client(session, client_uuid)
+    if tenant_id is None:
+        raise InvalidClient()
+    await tenant_repository.set_current_tenant(session, tenant_id)
+    client = await auth_repository.get_client(session, client_uuid)
+    if (
+        client is None
+        or client.revoked_at is not None
+        or not hmac.compare_digest(client.secret_hash, hash_client_secret(client_secret))
+    ):
+        raise InvalidClient()
+    return await _issue(
+        services,
+        subject=client.id,
+        tenant_id=tenant_id,
+        session_id=client.id,
+        role=CLIENT_ROLE,
+        scopes=frozenset(client.scopes),
+        refresh_token=None,
+    )
+
+
+async def revoke_refresh_token(session: AsyncSession, services: Services, *, token: str) -> None:
+    """RFC 7009: revoke the family of a refresh token; unknown tokens are silently ignored."""
+    tenant_id = tenant_of_refresh_token(token)
+    if tenant_id is None:
+        return
+    await tenant_repository.set_current_tenant(session, tenant_id)
+    presented = await auth_repository.lock_refresh_token(session, hash_refresh_token(token))
+    if presented is None:
+        return
+    revoked = await auth_repository.revoke_families(
+        session, family_ids=[presented.family_id], reason="revoked_by_client"
+    )
+    await services.limiter.revoke(revoked)
+
+
+async def revoke_user_sessions(
+    session: AsyncSession,
+    services: Services,
+    *,
+    user_id: uuid.UUID,
+    reason: str,
+    keep_family: uuid.UUID | None = None,
+) -> None:
+    """Kill every session of a user at once: access tokens fail on their very next request."""
+    revoked = await auth_repository.revoke_families(
+        session, user_id=user_id, except_family=keep_family, reason=reason
+    )
+    await services.limiter.revoke(revoked)

@@ -1,0 +1,132 @@
+"""Access tokens: short-lived ES256 JWTs, verified strictly.
+
+Verification pins the algorithm, requires every claim, checks iss/aud/exp/nbf with a small
+leeway and finds the key by `kid` in the worker's key ring; anything else is a 401.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jwt
+
+from stockyard.auth.keys import KeyRing
+from stockyard.core.errors import Unauthorized
+
+ALGORITHM = "ES256"
+LEEWAY_SECONDS = 30
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "tid", "sid", "role", "scope", "iat", "nbf", "exp", "jti"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    subject: uuid.UUID
+    tenant_id: uuid.UUID
+    session_id: uuid.UUID
+    role: str
+    scopes: frozenset[str]
+    expires_at: int
+    token_id: str
+
+    @property
+    def is_client(self) -> bool:
+        return self.role == "client"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+
+
+async def issue_access_token(
+    keyring: KeyRing,
+    *,
+    issuer: str,
+    audience: str,
+    ttl_seconds: int,
+    subject: uuid.UUID,
+    tenant_id: uuid.UUID,
+    session_id: uuid.UUID,
+    role: str,
+    scopes: frozenset[str],
+) -> IssuedToken:
+    key = await keyring.signing_key()
+    now = int(datetime.now(UTC).timestamp())
+    claims = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": str(subject),
+        "tid": str(tenant_id),
+        "sid": str(session_id),
+        "role": role,
+        "scope": " ".join(sorted(scopes)),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+        "jti": secrets.token_urlsafe(16),
+    }
+    token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
+    return IssuedToken(token=token, expires_in=ttl_seconds)
+
+
+async def verify_access_token(
+    keyring: KeyRing, token: str, *, issuer: str, audience: str
+) -> AccessClaims:
+    invalid = Unauthorized("The access token is invalid or expired.")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise invalid from None
+    kid = header.get("kid")
+    if header.get("alg") != ALGORITHM or not isinstance(kid, str) or len(kid) > 64:
+        raise invalid
+    key = await keyring.verification_key(kid)
+    if key is None:
+        raise invalid
+    try:
+        claims = jwt.decode(
+            token,
+            key.public_key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            leeway=LEEWAY_SECONDS,
+            options={"require": REQUIRED_CLAIMS},
+        )
+        return AccessClaims(
+            subject=uuid.UUID(claims["sub"]),
+            tenant_id=uuid.UUID(claims["tid"]),
+            session_id=uuid.UUID(claims["sid"]),
+            role=str(claims["role"]),
+            scopes=frozenset(str(claims["scope"]).split()),
+            expires_at=int(claims["exp"]),
+            token_id=str(claims["jti"]),
+        )
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        raise invalid from None
+
+
+def new_refresh_token(tenant_id: uuid.UUID) -> tuple[str, bytes]:
+    """An opaque refresh token and its SHA-256. The tenant id prefix routes the look-up into
+    the right tenant context; the 256 random bits after it are the secret."""
+    token = f"{tenant_id.hex}.{secrets.token_urlsafe(32)}"
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def tenant_of_refresh_token(token: str) -> uuid.UUID | None:
+    prefix, _, secret = token.partition(".")
+    if not secret or len(token) > 200:
+        return None
+    try:
+        return uuid.UUID(hex=prefix)
+    except ValueError:
+        return None

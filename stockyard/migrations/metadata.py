@@ -1,0 +1,7 @@
+"""Every domain's tables, imported so Alembic and the schema-drift test see one MetaData."""
+
+from stockyard.auth import models as auth_models  # noqa: F401
+from stockyard.core.models import Base
+from stockyard.tenants import models as tenant_models  # noqa: F401
+
+target_metadata = Base.metadata

@@ -1,0 +1,73 @@
+"""The tenant context: the only way a route reaches tenant data.
+
+The tenant comes from the verified token alone. The dependency opens the request's one
+transaction, scopes it to the tenant with a transaction-local setting before anything else
+runs, and commits when the route returns, before the response is sent (scope="function"):
+a failed commit becomes an error response, never a 2xx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.api.services import Services, get_services
+from stockyard.auth import repository as auth_repository
+from stockyard.auth.guard import Authenticated, authenticate
+from stockyard.auth.limiter import Revocation
+from stockyard.core.errors import AppError, Unauthorized
+from stockyard.tenants import repository as tenant_repository
+
+
+@asynccontextmanager
+async def request_transaction(services: Services) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the route returns, rolled back when it
+    raises, unless the error says what was written must stand (a detected token reuse)."""
+    async with services.sessionmaker() as session:
+        await session.begin()
+        try:
+            yield session
+        except AppError as error:
+            if getattr(error, "commit_before_raising", False):
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+async def get_tenant_session(
+    services: Annotated[Services, Depends(get_services)],
+    auth: Annotated[Authenticated, Depends(authenticate)],
+) -> AsyncIterator[AsyncSession]:
+    claims = auth.claims
+    async with request_transaction(services) as session:
+        await tenant_repository.set_current_tenant(session, claims.tenant_id)
+        if auth.revocation is Revocation.UNKNOWN:
+            revoked = await auth_repository.is_session_revoked(session, claims)
+            await services.limiter.remember(
+                claims.session_id, Revocation.REVOKED if revoked else Revocation.LIVE
+            )
+            if revoked:
+                raise Unauthorized("The session has been revoked.")
+        yield session
+
+
+async def get_unscoped_session(
+    services: Annotated[Services, Depends(get_services)],
+) -> AsyncIterator[AsyncSession]:
+    """A request transaction with no tenant yet: sign-in and signup choose it themselves.
+    Until they do, row-level security shows this session nothing."""
+    async with request_transaction(services) as session:
+        yield session
+
+
+TenantSession = Annotated[AsyncSession, Depends(get_tenant_session, scope="function")]
+UnscopedSession = Annotated[AsyncSession, Depends(get_unscoped_session, scope="function")]

@@ -1,0 +1,52 @@
+"""All SQL of the tenants domain."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.tenants.models import Tenant
+
+
+async def set_current_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Scope the open transaction to one tenant. Transaction-local (`true`): it ends with the
+    transaction, so a pooled connection never carries it into the next request."""
+    await session.execute(
+        text("SELECT set_config('app.tenant_id', :tenant_id, true)"),
+        {"tenant_id": str(tenant_id)},
+    )
+
+
+async def tenant_id_for_slug(session: AsyncSession, slug: str) -> uuid.UUID | None:
+    result = await session.scalar(
+        text("SELECT stockyard_tenant_id_for_slug(:slug)"), {"slug": slug}
+    )
+    return result if isinstance(result, uuid.UUID) else None
+
+
+async def rate_limit_override(
+    session: AsyncSession, tenant_id: uuid.UUID
+) -> tuple[int | None, int | None]:
+    row = (
+        await session.execute(
+            text("SELECT per_minute, burst FROM stockyard_tenant_rate_limit(:tenant_id)"),
+            {"tenant_id": tenant_id},
+        )
+    ).first()
+    return (row.per_minute, row.burst) if row else (None, None)
+
+
+async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
+    return await session.get(Tenant, tenant_id)
+
+
+async def get_tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
+    return await session.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+async def add_tenant(session: AsyncSession, tenant: Tenant) -> Tenant:
+    session.add(tenant)
+    await session.flush()
+    return tenant
