@@ -12,7 +12,13 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard import __version__
-from stockyard.core.bootstrap import ConfigurationError, Runtime, load_settings, migrate, start_runtime
+from stockyard.core.bootstrap import (
+    ConfigurationError,
+    Runtime,
+    load_settings,
+    migrate,
+    start_runtime,
+)
 from stockyard.core.database import create_engine, create_sessionmaker, owner_url
 from stockyard.core.logging import configure_logging
 
@@ -40,9 +46,7 @@ def _runtime() -> Iterator[Runtime]:
         runtime.embedded.stop()
 
 
-def _with_owner_session(
-    runtime: Runtime, work: Callable[[AsyncSession], Awaitable[T]]
-) -> T:
+def _with_owner_session(runtime: Runtime, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run operator work as the database owner, in one transaction."""
 
     async def run() -> T:
@@ -190,7 +194,9 @@ def keys_list() -> None:
     with _runtime() as runtime:
         rows = _with_owner_session(runtime, keys.list_keys)
     for row in rows:
-        status = "current" if row.retires_at is None else f"retires {row.retires_at:%Y-%m-%dT%H:%M:%SZ}"
+        status = (
+            "current" if row.retires_at is None else f"retires {row.retires_at:%Y-%m-%dT%H:%M:%SZ}"
+        )
         typer.echo(f"{row.kid}\t{row.created_at:%Y-%m-%dT%H:%M:%SZ}\t{status}")
 
 

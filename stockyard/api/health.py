@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from collections.abc import Coroutine
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -31,9 +32,9 @@ async def _database_ok(services: Services) -> bool:
     return True
 
 
-async def _probe(check: asyncio.Future[bool] | object) -> Status:
+async def _probe(check: Coroutine[Any, Any, bool]) -> Status:
     try:
-        ok = await asyncio.wait_for(check, PROBE_TIMEOUT_SECONDS)  # type: ignore[arg-type]
+        ok = await asyncio.wait_for(check, PROBE_TIMEOUT_SECONDS)
     except Exception:
         return "down"
     return "ok" if ok else "down"

@@ -44,7 +44,9 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 def _required(**fields: str | None) -> dict[str, str]:
     missing = sorted(name for name, value in fields.items() if not value)
     if missing:
-        raise InvalidRequest(f"Missing form field: {', '.join(missing)}.", details={"missing": missing})
+        raise InvalidRequest(
+            f"Missing form field: {', '.join(missing)}.", details={"missing": missing}
+        )
     return {name: value for name, value in fields.items() if value}
 
 

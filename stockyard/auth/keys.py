@@ -128,7 +128,9 @@ class KeyRing:
                 private_key = loaded
             pair = KeyPair(row.kid, private_key, public_key, row.created_at, row.retires_at)
             keys[row.kid] = pair
-            if private_key is not None and (current is None or pair.created_at > current.created_at):
+            if private_key is not None and (
+                current is None or pair.created_at > current.created_at
+            ):
                 current = pair
         self._keys, self._current = keys, current
         self._loaded_at = time.monotonic()

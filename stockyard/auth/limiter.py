@@ -150,7 +150,9 @@ class RateLimiter:
                 fail_open=self._fail_open,
             )
 
-    async def check_session(self, session_id: uuid.UUID, *, per_minute: int, burst: int) -> Decision:
+    async def check_session(
+        self, session_id: uuid.UUID, *, per_minute: int, burst: int
+    ) -> Decision:
         """Count one request against the token family and report its revocation state."""
         decision = await self._run(str(session_id), per_minute=per_minute, burst=burst)
         if decision is None:
@@ -159,7 +161,9 @@ class RateLimiter:
             return UNLIMITED_FAIL_OPEN
         return decision
 
-    async def check_key(self, bucket: str, *, per_minute: int, burst: int | None = None) -> Decision:
+    async def check_key(
+        self, bucket: str, *, per_minute: int, burst: int | None = None
+    ) -> Decision:
         """Count one attempt against an arbitrary bucket (client IP, login name)."""
         decision = await self._run(bucket, per_minute=per_minute, burst=burst or per_minute)
         if decision is None:

@@ -56,7 +56,9 @@ class TokenFamily(Base):
             ["tenant_id", "user_id"], ["app_user.tenant_id", "app_user.id"], ondelete="CASCADE"
         ),
         Index(None, "tenant_id", "user_id"),
-        Index("ix_token_family_revoked_at", "revoked_at", postgresql_where="revoked_at IS NOT NULL"),
+        Index(
+            "ix_token_family_revoked_at", "revoked_at", postgresql_where="revoked_at IS NOT NULL"
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

@@ -99,9 +99,7 @@ async def revoke_families(
         statement = statement.where(TokenFamily.id != except_family)
     revoked = list(
         await session.scalars(
-            statement.values(revoked_at=func.now(), revoked_reason=reason).returning(
-                TokenFamily.id
-            )
+            statement.values(revoked_at=func.now(), revoked_reason=reason).returning(TokenFamily.id)
         )
     )
     if revoked:

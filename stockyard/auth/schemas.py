@@ -10,7 +10,7 @@ from stockyard.auth.scopes import Role
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int
     refresh_token: str | None = None
     scope: str

@@ -70,14 +70,13 @@ async def _issue(
     return TokenPair(access.token, access.expires_in, refresh_token, " ".join(sorted(scopes)))
 
 
-async def _start_family(
-    session: AsyncSession, services: Services, user: User
-) -> TokenPair:
+async def _start_family(session: AsyncSession, services: Services, user: User) -> TokenPair:
     family = TokenFamily(
         tenant_id=user.tenant_id,
         id=uuid.uuid4(),
         user_id=user.id,
-        expires_at=datetime.now(UTC) + timedelta(seconds=services.settings.refresh_token_ttl_seconds),
+        expires_at=datetime.now(UTC)
+        + timedelta(seconds=services.settings.refresh_token_ttl_seconds),
     )
     token, token_hash = new_refresh_token(user.tenant_id)
     await auth_repository.add(session, family)
@@ -119,7 +118,9 @@ async def password_grant(
     return await _start_family(session, services, user)
 
 
-async def refresh_grant(session: AsyncSession, services: Services, *, refresh_token: str) -> TokenPair:
+async def refresh_grant(
+    session: AsyncSession, services: Services, *, refresh_token: str
+) -> TokenPair:
     """Rotate a refresh token. A used one presented again revokes its whole family, except the
     immediately previous token inside the configured grace window (concurrent client refresh)."""
     tenant_id = tenant_of_refresh_token(refresh_token)

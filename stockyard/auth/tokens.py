@@ -56,6 +56,7 @@ async def issue_access_token(
     scopes: frozenset[str],
 ) -> IssuedToken:
     key = await keyring.signing_key()
+    assert key.private_key is not None, "the current key always carries its private half"
     now = int(datetime.now(UTC).timestamp())
     claims = {
         "iss": issuer,

@@ -7,7 +7,12 @@ security; the owner URL is used by migrations and operator commands alone.
 from __future__ import annotations
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from stockyard.core.settings import APP_ROLE, Settings
 

@@ -38,7 +38,8 @@ class EmbeddedServices:
                 "embedded PostgreSQL needs the 'embedded' extra: pip install 'stockyard[embedded]'"
             ) from exc
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._postgres = pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
+        get_server = pgserver.get_server  # type: ignore[attr-defined]
+        self._postgres = get_server(self.data_dir / "postgres", cleanup_mode="stop")
         self.database_url = str(self._postgres.get_uri())
         return self.database_url
 

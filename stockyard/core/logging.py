@@ -50,6 +50,14 @@ def redact_secrets(
     return event_dict
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is at the time (test runners and daemons swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
@@ -81,7 +89,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -196,7 +196,8 @@ def _create_definer_lookups() -> None:
         ),
         "stockyard_tenant_rate_limit(p_tenant_id uuid) "
         "RETURNS TABLE (per_minute integer, burst integer)": (
-            "SELECT rate_limit_per_minute, rate_limit_burst FROM public.tenant WHERE id = p_tenant_id"
+            "SELECT rate_limit_per_minute, rate_limit_burst "
+            "FROM public.tenant WHERE id = p_tenant_id"
         ),
         "stockyard_revoked_sessions_since(p_since timestamptz) RETURNS SETOF uuid": (
             "SELECT id FROM public.token_family WHERE revoked_at >= p_since "
@@ -222,5 +223,12 @@ def downgrade() -> None:
         "stockyard_revoked_sessions_since(timestamptz)",
     ):
         op.execute(f"DROP FUNCTION IF EXISTS {function}")
-    for table in ("signing_key", "api_client", "refresh_token", "token_family", "app_user", "tenant"):
+    for table in (
+        "signing_key",
+        "api_client",
+        "refresh_token",
+        "token_family",
+        "app_user",
+        "tenant",
+    ):
         op.execute(f"DROP TABLE IF EXISTS {table}")

@@ -1,0 +1,235 @@
+"""The token attack suite, refresh rotation and reuse detection."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
+
+from stockyard.auth.keys import KeyPair
+from tests.helpers import PASSWORD, Tenant, bearer, password_login, refresh
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def _current_key(app: FastAPI) -> KeyPair:
+    key: KeyPair = await app.state.services.keyring.signing_key()
+    return key
+
+
+def _claims_of(tenant: Tenant) -> dict[str, Any]:
+    return jwt.decode(tenant.access_token, options={"verify_signature": False})
+
+
+def _sign(key: KeyPair, claims: dict[str, Any], **header: Any) -> str:
+    return jwt.encode(
+        claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, **header}
+    )
+
+
+async def _assert_rejected(client: httpx.AsyncClient, token: str) -> None:
+    response = await client.get("/api/v1/me", headers=bearer(token))
+    assert response.status_code == 401, response.text
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert response.json()["error"]["request_id"] == response.headers["X-Request-ID"]
+
+
+async def test_valid_token_is_accepted(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.get("/api/v1/me", headers=tenant.headers)
+    assert response.status_code == 200
+    assert response.json()["user"]["email"] == tenant.owner_email
+    assert response.json()["user"]["role"] == "owner"
+
+
+async def test_missing_token_is_401_with_challenge(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/me")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_alg_none_is_rejected(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    key = await _current_key(app)
+    header = _b64(json.dumps({"alg": "none", "typ": "JWT", "kid": key.kid}).encode())
+    payload = _b64(json.dumps(_claims_of(tenant)).encode())
+    await _assert_rejected(client, f"{header}.{payload}.")
+
+
+async def test_hs256_signed_with_the_public_key_is_rejected(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    key = await _current_key(app)
+    public_pem = key.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": key.kid}).encode())
+    payload = _b64(json.dumps(_claims_of(tenant)).encode())
+    signature = _b64(hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+    await _assert_rejected(client, f"{header}.{payload}.{signature}")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"exp": -120, "iat": -800, "nbf": -800}, id="expired"),
+        pytest.param({"nbf": 300, "iat": 300}, id="not-yet-valid"),
+        pytest.param({"iss": "someone-else"}, id="wrong-iss"),
+        pytest.param({"aud": "another-api"}, id="wrong-aud"),
+    ],
+)
+async def test_claim_checks_reject(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant, change: dict[str, Any]
+) -> None:
+    key = await _current_key(app)
+    claims = _claims_of(tenant)
+    now = int(time.time())
+    for name, value in change.items():
+        claims[name] = now + value if isinstance(value, int) else value
+    await _assert_rejected(client, _sign(key, claims))
+
+
+@pytest.mark.parametrize("claim", ["sid", "tid", "exp", "jti", "scope", "aud"])
+async def test_missing_claim_is_rejected(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant, claim: str
+) -> None:
+    key = await _current_key(app)
+    claims = _claims_of(tenant)
+    del claims[claim]
+    await _assert_rejected(client, _sign(key, claims))
+
+
+async def test_unknown_kid_is_rejected(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    key = await _current_key(app)
+    token = jwt.encode(
+        _claims_of(tenant), key.private_key, algorithm="ES256", headers={"kid": "no-such-kid"}
+    )
+    await _assert_rejected(client, token)
+
+
+async def test_tampered_payload_is_rejected(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    header, _, signature = tenant.access_token.split(".")
+    claims = _claims_of(tenant)
+    claims["role"] = "owner"
+    claims["scope"] = claims["scope"] + " superpowers"
+    payload = _b64(json.dumps(claims).encode())
+    await _assert_rejected(client, f"{header}.{payload}.{signature}")
+
+
+async def test_token_with_forged_tenant_is_rejected(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    header, _, signature = tenant.access_token.split(".")
+    claims = _claims_of(tenant)
+    claims["tid"] = str(other_tenant.id)
+    await _assert_rejected(client, f"{header}.{_b64(json.dumps(claims).encode())}.{signature}")
+
+
+async def test_refresh_rotates_and_the_used_token_is_spent(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    first = await refresh(client, tenant.refresh_token)
+    assert first.status_code == 200
+    body = first.json()
+    assert body["token_type"] == "bearer" and body["expires_in"] == 600
+    assert body["refresh_token"] != tenant.refresh_token
+    assert first.headers["Cache-Control"] == "no-store"
+    new_claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert new_claims["sid"] == _claims_of(tenant)["sid"]
+    second = await refresh(client, body["refresh_token"])
+    assert second.status_code == 200
+
+
+async def test_reuse_of_a_used_refresh_token_revokes_the_whole_family(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    rotated = (await refresh(client, tenant.refresh_token)).json()
+    reused = await refresh(client, tenant.refresh_token)
+    assert reused.status_code == 400
+    assert reused.json()["error"]["code"] == "invalid_grant"
+    # The newest refresh token of the family and every access token it minted are dead too.
+    assert (await refresh(client, rotated["refresh_token"])).status_code == 400
+    await _assert_rejected(client, rotated["access_token"])
+    await _assert_rejected(client, tenant.access_token)
+
+
+async def test_revoked_family_access_token_is_rejected_even_when_redis_forgot(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    await client.post("/api/v1/auth/revoke", data={"token": tenant.refresh_token})
+    await _assert_rejected(client, tenant.access_token)
+    # Lose the Redis cache of this family: PostgreSQL still says revoked.
+    services = app.state.services
+    sid = _claims_of(tenant)["sid"]
+    await services.redis.delete(f"{services.settings.redis_key_prefix}rl:{{{sid}}}:auth")
+    await _assert_rejected(client, tenant.access_token)
+
+
+async def test_concurrent_refreshes_of_one_token_exactly_one_succeeds(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    responses = await asyncio.gather(*(refresh(client, tenant.refresh_token) for _ in range(5)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses.count(200) == 1, statuses
+    assert statuses.count(400) == 4
+
+
+async def test_revoke_endpoint_always_answers_200(client: httpx.AsyncClient) -> None:
+    unknown = f"{uuid.uuid4().hex}.not-a-real-token"
+    for token in (unknown, "garbage", ""):
+        response = await client.post("/api/v1/auth/revoke", data={"token": token})
+        assert response.status_code == 200
+
+
+async def test_wrong_password_and_unknown_user_look_the_same(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    wrong = await password_login(
+        client, slug=tenant.slug, email=tenant.owner_email, password="x" * 12
+    )
+    unknown = await password_login(client, slug=tenant.slug, email="nobody@example.com")
+    no_tenant = await password_login(client, slug="no-such-tenant", email=tenant.owner_email)
+    for response in (wrong, unknown, no_tenant):
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_grant"
+        assert response.json()["error"]["message"] == wrong.json()["error"]["message"]
+    assert (
+        await password_login(
+            client, slug=tenant.slug, email=tenant.owner_email.upper(), password=PASSWORD
+        )
+    ).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "code", "status"),
+    [
+        ({}, "invalid_request", 400),
+        ({"grant_type": "authorization_code"}, "unsupported_grant_type", 400),
+        ({"grant_type": "password", "username": "a@example.com"}, "invalid_request", 400),
+        ({"grant_type": "refresh_token"}, "invalid_request", 400),
+        ({"grant_type": "refresh_token", "refresh_token": "nonsense"}, "invalid_grant", 400),
+        ({"grant_type": "client_credentials"}, "invalid_client", 401),
+    ],
+)
+async def test_token_endpoint_errors_use_rfc6749_codes(
+    client: httpx.AsyncClient, form: dict[str, str], code: str, status: int
+) -> None:
+    response = await client.post("/api/v1/auth/token", data=form)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code

@@ -1,0 +1,171 @@
+"""Isolation is enforced by PostgreSQL itself, for every tenant table, as the app role."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+
+from stockyard.core.settings import APP_ROLE
+from tests.helpers import Tenant
+
+CATALOG_TENANT_TABLES = """
+SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
+       EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid) AS has_policy,
+       (SELECT string_agg(pg_get_expr(p.polqual, p.polrelid), ' ') FROM pg_policy p
+          WHERE p.polrelid = c.oid AND p.polname = 'tenant_isolation') AS using_expr,
+       (SELECT string_agg(pg_get_expr(p.polwithcheck, p.polrelid), ' ') FROM pg_policy p
+          WHERE p.polrelid = c.oid AND p.polname = 'tenant_isolation') AS check_expr
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+  AND (EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                 AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+       OR c.relname = 'tenant')
+ORDER BY c.relname
+"""
+
+
+async def test_every_tenant_table_has_forced_rls_and_a_tenant_policy(
+    owner_db: asyncpg.Connection,
+) -> None:
+    rows = await owner_db.fetch(CATALOG_TENANT_TABLES)
+    assert {row["relname"] for row in rows} >= {
+        "tenant",
+        "app_user",
+        "token_family",
+        "refresh_token",
+        "api_client",
+    }
+    for row in rows:
+        assert row["relrowsecurity"] and row["relforcerowsecurity"], row["relname"]
+        assert row["has_policy"], row["relname"]
+        for expr in (row["using_expr"], row["check_expr"]):
+            assert expr is not None and "current_setting('app.tenant_id'" in expr, row["relname"]
+
+
+async def test_tenant_id_leads_every_key_and_index_of_tenant_tables(
+    owner_db: asyncpg.Connection,
+) -> None:
+    rows = await owner_db.fetch(
+        """
+        SELECT c.relname AS table_name, i.relname AS index_name,
+               (SELECT a.attname FROM pg_attribute a
+                  WHERE a.attrelid = c.oid AND a.attnum = x.indkey[0]) AS first_column
+        FROM pg_index x
+        JOIN pg_class c ON c.oid = x.indrelid
+        JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public'
+          AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                        AND a.attname = 'tenant_id')
+        """
+    )
+    assert rows
+    # Partial indexes on revocation times serve the cross-tenant re-seed look-up by design.
+    offenders = [
+        (row["table_name"], row["index_name"])
+        for row in rows
+        if row["first_column"] != "tenant_id" and not row["index_name"].endswith("_revoked_at")
+    ]
+    assert offenders == []
+
+
+async def test_app_role_without_tenant_sees_no_rows_and_cannot_write(
+    tenant: Tenant, app_db: asyncpg.Connection, owner_db: asyncpg.Connection
+) -> None:
+    tables = [row["relname"] for row in await owner_db.fetch(CATALOG_TENANT_TABLES)]
+    for table in tables:
+        assert await owner_db.fetchval(f"SELECT count(*) FROM {table}") > 0 or table in {
+            "api_client",
+            "refresh_token",
+            "token_family",
+        }
+        assert await app_db.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await app_db.execute(
+            "INSERT INTO tenant (id, slug, name) VALUES ($1, $2, 'x')",
+            uuid.uuid4(),
+            "no-context-insert",
+        )
+
+
+async def test_insert_with_another_tenants_id_is_refused(
+    tenant: Tenant, other_tenant: Tenant, app_db: asyncpg.Connection
+) -> None:
+    async with app_db.transaction():
+        await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(other_tenant.id))
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await app_db.execute(
+                "INSERT INTO app_user (tenant_id, id, email, password_hash, role) "
+                "VALUES ($1, $2, 'intruder@example.com', 'x', 'owner')",
+                tenant.id,
+                uuid.uuid4(),
+            )
+
+
+async def test_tenant_context_shows_only_that_tenants_rows(
+    tenant: Tenant, other_tenant: Tenant, app_db: asyncpg.Connection
+) -> None:
+    async with app_db.transaction():
+        await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+        tenants = await app_db.fetch("SELECT id FROM tenant")
+        users = await app_db.fetch("SELECT tenant_id FROM app_user")
+    assert [row["id"] for row in tenants] == [tenant.id]
+    assert {row["tenant_id"] for row in users} == {tenant.id}
+
+
+async def test_pooled_connection_has_no_tenant_after_a_request(
+    client: httpx.AsyncClient, tenant: Tenant, app: object
+) -> None:
+    response = await client.get("/api/v1/me", headers=tenant.headers)
+    assert response.status_code == 200
+    engine = app.state.services.engine  # type: ignore[attr-defined]
+    # Borrow every pooled connection: none may still carry a tenant.
+    connections = [await engine.connect() for _ in range(engine.pool.size())]
+    try:
+        from sqlalchemy import text
+
+        for connection in connections:
+            value = await connection.scalar(text("SELECT current_setting('app.tenant_id', true)"))
+            assert value in (None, "")
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def test_app_role_is_least_privileged(owner_db: asyncpg.Connection) -> None:
+    role = await owner_db.fetchrow(
+        "SELECT rolsuper, rolbypassrls, rolcreatedb, rolcreaterole FROM pg_roles "
+        "WHERE rolname = $1",
+        APP_ROLE,
+    )
+    assert role is not None
+    assert role["rolsuper"] is False
+    assert role["rolbypassrls"] is False
+    assert role["rolcreatedb"] is False and role["rolcreaterole"] is False
+    owned = await owner_db.fetchval(
+        "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
+        "WHERE r.rolname = $1",
+        APP_ROLE,
+    )
+    assert owned == 0
+
+
+async def test_app_role_cannot_change_the_ledger_of_signing_keys(
+    app_db: asyncpg.Connection,
+) -> None:
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await app_db.execute("DELETE FROM signing_key")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await app_db.execute("UPDATE signing_key SET retires_at = now()")
+
+
+async def test_another_tenants_token_sees_only_its_own_tenant(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    mine = (await client.get("/api/v1/me", headers=tenant.headers)).json()
+    theirs = (await client.get("/api/v1/me", headers=other_tenant.headers)).json()
+    assert mine["tenant"]["id"] == str(tenant.id)
+    assert theirs["tenant"]["id"] == str(other_tenant.id)
