@@ -16,6 +16,7 @@ from stockyard.api.app import create_app
 from stockyard.core.bootstrap import migrate
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.settings import Settings
+from tests.crew import Crew, make_crew
 from tests.helpers import Tenant, signup
 from tests.services import TestServices, test_services
 
@@ -125,3 +126,8 @@ def log_lines(app: FastAPI) -> Iterator[list[str]]:
 
 def random_slug() -> str:
     return f"t-{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+async def crew(client: httpx.AsyncClient) -> Crew:
+    return await make_crew(client)

@@ -16,6 +16,7 @@ from stockyard.api.health import router as health_router
 from stockyard.api.middleware import RequestContextMiddleware
 from stockyard.api.services import Services
 from stockyard.auth import repository as auth_repository
+from stockyard.auth.admin_endpoints import router as admin_router
 from stockyard.auth.endpoints import router as auth_router
 from stockyard.auth.endpoints import well_known as well_known_router
 from stockyard.auth.keys import KeyRing
@@ -118,4 +119,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(well_known_router)
     app.include_router(tenants_router)
     app.include_router(auth_router)
+    app.include_router(admin_router)
     return app

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 
+from stockyard.api.openapi import AUTHENTICATED, error_responses
 from stockyard.api.services import Services, get_services
 from stockyard.auth import repository as auth_repository
 from stockyard.auth import service as auth_service
@@ -55,7 +56,7 @@ def _required(**fields: str | None) -> dict[str, str]:
     response_model=TokenResponse,
     dependencies=[Depends(limit_by_ip)],
     summary="Exchange credentials or a refresh token for tokens",
-    responses={400: {}, 401: {}, 429: {}},
+    responses=error_responses(400, 401, 422, 429, 503),
 )
 async def issue_token(
     request: Request,
@@ -111,7 +112,7 @@ async def issue_token(
     "/auth/revoke",
     dependencies=[Depends(limit_by_ip)],
     summary="Revoke a refresh token and its whole family (RFC 7009)",
-    responses={429: {}},
+    responses=error_responses(422, 429, 503),
 )
 async def revoke_token(
     session: UnscopedSession,
@@ -123,7 +124,12 @@ async def revoke_token(
     return {"status": "ok"}
 
 
-@router.get("/me", response_model=MeRead, summary="Who the token belongs to")
+@router.get(
+    "/me",
+    response_model=MeRead,
+    summary="Who the token belongs to",
+    responses=error_responses(*AUTHENTICATED, 404),
+)
 async def read_me(session: TenantSession, principal: CurrentPrincipal) -> MeRead:
     tenant = await tenant_repository.get_tenant(session, principal.tenant_id)
     if tenant is None:

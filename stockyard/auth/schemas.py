@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -85,3 +87,26 @@ class UserPage(BaseModel):
 
 class JWKSet(BaseModel):
     keys: list[dict[str, str]]
+
+
+class ClientCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[Literal["inventory:read", "inventory:write"]] = Field(min_length=1, max_length=2)
+
+
+class ClientRead(BaseModel):
+    client_id: uuid.UUID
+    name: str
+    scopes: list[str]
+    created_at: datetime
+
+
+class ClientCreated(ClientRead):
+    client_secret: str = Field(description="Shown once; store it now.")
+
+
+class ClientPage(BaseModel):
+    items: list[ClientRead]
+    next_cursor: str | None

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from stockyard.api.openapi import error_responses
 from stockyard.api.services import Services, get_services
 from stockyard.auth.guard import limit_by_ip
 from stockyard.tenants import service as tenant_service
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/v1", tags=["tenants"])
     response_model=TenantRead,
     dependencies=[Depends(limit_by_ip)],
     summary="Sign up: create a tenant and its first owner",
-    responses={403: {}, 409: {}, 429: {}},
+    responses=error_responses(403, 409, 422, 429, 503),
 )
 async def create_tenant(
     body: TenantCreate,

@@ -1,0 +1,195 @@
+"""Tenant administration: users and API clients. Thin: rules live in the services."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from stockyard.api.concurrency import IfMatch, etag, expected_version
+from stockyard.api.openapi import AUTHENTICATED, error_responses
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, encode_cursor
+from stockyard.api.services import Services, get_services
+from stockyard.auth import client_service, user_service
+from stockyard.auth.dependencies import require
+from stockyard.auth.models import ApiClient
+from stockyard.auth.schemas import (
+    ClientCreate,
+    ClientCreated,
+    ClientPage,
+    ClientRead,
+    PasswordChange,
+    UserCreate,
+    UserPage,
+    UserRead,
+    UserUpdate,
+)
+from stockyard.auth.scopes import Role, Scope
+from stockyard.auth.tokens import AccessClaims
+from stockyard.tenants.dependencies import TenantSession
+
+router = APIRouter(prefix="/api/v1")
+
+UsersAdmin = Annotated[AccessClaims, Depends(require(Scope.USERS_ADMIN))]
+ClientsAdmin = Annotated[AccessClaims, Depends(require(Scope.CLIENTS_ADMIN))]
+AnyUser = Annotated[AccessClaims, Depends(require())]
+ServicesDep = Annotated[Services, Depends(get_services)]
+ERRORS = error_responses(*AUTHENTICATED, 404)
+
+
+@router.get("/users", response_model=UserPage, tags=["users"], responses=ERRORS)
+async def list_users(
+    session: TenantSession,
+    principal: UsersAdmin,
+    role: Annotated[Role | None, Query()] = None,
+    is_active: Annotated[bool | None, Query()] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> UserPage:
+    after = decode_cursor(cursor, 1)
+    users = await user_service.list_users(
+        session,
+        principal,
+        role=role,
+        is_active=is_active,
+        after=uuid.UUID(after[0]) if after else None,
+        limit=limit + 1,
+    )
+    page = users[:limit]
+    next_cursor = encode_cursor(str(page[-1].id)) if len(users) > limit else None
+    return UserPage(items=[UserRead.model_validate(u) for u in page], next_cursor=next_cursor)
+
+
+@router.post(
+    "/users",
+    status_code=201,
+    response_model=UserRead,
+    tags=["users"],
+    responses=error_responses(*AUTHENTICATED, 404, 409),
+)
+async def create_user(
+    body: UserCreate, session: TenantSession, principal: UsersAdmin, response: Response
+) -> UserRead:
+    user = await user_service.create_user(session, principal, body=body)
+    response.headers["ETag"] = etag(user.version)
+    return UserRead.model_validate(user)
+
+
+@router.get("/users/{user_id}", response_model=UserRead, tags=["users"], responses=ERRORS)
+async def get_user(
+    user_id: uuid.UUID, session: TenantSession, principal: UsersAdmin, response: Response
+) -> UserRead:
+    user = await user_service.get_user(session, principal, user_id=user_id)
+    response.headers["ETag"] = etag(user.version)
+    return UserRead.model_validate(user)
+
+
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserRead,
+    tags=["users"],
+    responses=error_responses(*AUTHENTICATED, 404, 409, 412, 428),
+)
+async def update_user(
+    user_id: uuid.UUID,
+    body: UserUpdate,
+    session: TenantSession,
+    principal: UsersAdmin,
+    services: ServicesDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> UserRead:
+    user = await user_service.update_user(
+        session,
+        services,
+        principal,
+        user_id=user_id,
+        version=expected_version(if_match),
+        body=body,
+    )
+    response.headers["ETag"] = etag(user.version)
+    return UserRead.model_validate(user)
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=204,
+    tags=["users"],
+    responses=error_responses(*AUTHENTICATED, 404, 409),
+)
+async def deactivate_user(
+    user_id: uuid.UUID, session: TenantSession, principal: UsersAdmin, services: ServicesDep
+) -> None:
+    await user_service.deactivate_user(session, services, principal, user_id=user_id)
+
+
+@router.post(
+    "/me/password",
+    status_code=204,
+    tags=["users"],
+    responses=error_responses(*AUTHENTICATED, 400, 404),
+)
+async def change_password(
+    body: PasswordChange, session: TenantSession, principal: AnyUser, services: ServicesDep
+) -> None:
+    await user_service.change_own_password(
+        session,
+        services,
+        principal,
+        current_password=body.current_password,
+        new_password=body.new_password,
+    )
+
+
+def _client_read(client: ApiClient) -> ClientRead:
+    return ClientRead(
+        client_id=client.id,
+        name=client.name,
+        scopes=list(client.scopes),
+        created_at=client.created_at,
+    )
+
+
+@router.post(
+    "/clients", status_code=201, response_model=ClientCreated, tags=["clients"], responses=ERRORS
+)
+async def create_client(
+    body: ClientCreate, session: TenantSession, principal: ClientsAdmin, response: Response
+) -> ClientCreated:
+    client, secret = await client_service.create_client(
+        session, principal, name=body.name, scopes=list(body.scopes)
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return ClientCreated(**_client_read(client).model_dump(), client_secret=secret)
+
+
+@router.get("/clients", response_model=ClientPage, tags=["clients"], responses=ERRORS)
+async def list_clients(
+    session: TenantSession,
+    principal: ClientsAdmin,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> ClientPage:
+    after = decode_cursor(cursor, 2)
+    clients = await client_service.list_clients(
+        session,
+        principal,
+        after=(datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
+        limit=limit + 1,
+    )
+    page = clients[:limit]
+    next_cursor = (
+        encode_cursor(page[-1].created_at.isoformat(), str(page[-1].id))
+        if len(clients) > limit
+        else None
+    )
+    return ClientPage(items=[_client_read(c) for c in page], next_cursor=next_cursor)
+
+
+@router.delete("/clients/{client_id}", status_code=204, tags=["clients"], responses=ERRORS)
+async def delete_client(
+    client_id: uuid.UUID, session: TenantSession, principal: ClientsAdmin, services: ServicesDep
+) -> None:
+    await client_service.delete_client(session, services, principal, client_id=client_id)

@@ -1,0 +1,57 @@
+"""API clients: credentials a tenant hands to its own applications."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.api.services import Services
+from stockyard.auth import repository as auth_repository
+from stockyard.auth.models import ApiClient
+from stockyard.auth.service import hash_client_secret
+from stockyard.auth.tokens import AccessClaims
+from stockyard.core.errors import NotFound
+
+
+async def create_client(
+    session: AsyncSession, principal: AccessClaims, *, name: str, scopes: list[str]
+) -> tuple[ApiClient, str]:
+    """A new client and its secret. The secret is returned once and stored only hashed."""
+    secret = "sy_cs_" + secrets.token_urlsafe(32)
+    client = ApiClient(
+        tenant_id=principal.tenant_id,
+        id=uuid.uuid4(),
+        name=name,
+        secret_hash=hash_client_secret(secret),
+        scopes=sorted(set(scopes)),
+        created_at=datetime.now(UTC),
+    )
+    await auth_repository.add(session, client)
+    return client, secret
+
+
+async def list_clients(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[ApiClient]:
+    del principal
+    return await auth_repository.list_clients(session, after=after, limit=limit)
+
+
+async def delete_client(
+    session: AsyncSession, services: Services, principal: AccessClaims, *, client_id: uuid.UUID
+) -> None:
+    """Revoke a client: its tokens stop working on their next request."""
+    del principal
+    client = await auth_repository.get_client(session, client_id)
+    if client is None or client.revoked_at is not None:
+        raise NotFound("No such API client.")
+    client.revoked_at = datetime.now(UTC)
+    await session.flush()
+    await services.limiter.revoke([client.id])

@@ -1,0 +1,156 @@
+"""Tenant admins manage their users: who may sign in, and with which role."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.api.services import Services
+from stockyard.auth import repository as auth_repository
+from stockyard.auth import service as auth_service
+from stockyard.auth.exceptions import EmailTaken, LastOwner, RoleNotAllowed, WrongPassword
+from stockyard.auth.models import User
+from stockyard.auth.passwords import hash_password, verify_password
+from stockyard.auth.schemas import UserCreate, UserUpdate
+from stockyard.auth.scopes import Role
+from stockyard.auth.tokens import AccessClaims
+from stockyard.core.errors import Forbidden, NotFound, PreconditionFailed
+
+
+def _may_manage(actor: AccessClaims, role: str) -> bool:
+    """Owners manage everyone; admins manage everyone but owners."""
+    return actor.role == Role.OWNER or role != Role.OWNER
+
+
+async def list_users(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    role: Role | None,
+    is_active: bool | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[User]:
+    del principal
+    return await auth_repository.list_users(
+        session, role=role.value if role else None, is_active=is_active, after=after, limit=limit
+    )
+
+
+async def get_user(session: AsyncSession, principal: AccessClaims, *, user_id: uuid.UUID) -> User:
+    del principal
+    user = await auth_repository.get_user(session, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+async def create_user(session: AsyncSession, principal: AccessClaims, *, body: UserCreate) -> User:
+    """Add a user. Only an owner may create another owner."""
+    if not _may_manage(principal, body.role):
+        raise RoleNotAllowed()
+    user = User(
+        tenant_id=principal.tenant_id,
+        id=uuid.uuid4(),
+        email=auth_service.normalize_email(str(body.email)),
+        name=body.name,
+        password_hash=await hash_password(body.password),
+        role=body.role.value,
+    )
+    try:
+        async with session.begin_nested():
+            await auth_repository.add(session, user)
+    except IntegrityError:
+        raise EmailTaken() from None
+    return user
+
+
+async def update_user(
+    session: AsyncSession,
+    services: Services,
+    principal: AccessClaims,
+    *,
+    user_id: uuid.UUID,
+    version: int,
+    body: UserUpdate,
+) -> User:
+    """Change name, role or active flag. Admins can't touch owners or make one; the tenant
+    always keeps an active owner; a role change or deactivation ends the user's sessions."""
+    user = await get_user(session, principal, user_id=user_id)
+    if user.version != version:
+        raise PreconditionFailed()
+    new_role = body.role.value if body.role is not None else user.role
+    if not _may_manage(principal, user.role) or not _may_manage(principal, new_role):
+        raise RoleNotAllowed()
+    new_active = body.is_active if body.is_active is not None else user.is_active
+    stays_owner = new_role == Role.OWNER and new_active
+    if (
+        user.role == Role.OWNER
+        and user.is_active
+        and not stays_owner
+        and len(await auth_repository.lock_active_owners(session)) <= 1
+    ):
+        raise LastOwner()
+    role_changed = new_role != user.role
+    deactivated = user.is_active and not new_active
+    if "name" in body.model_fields_set:
+        user.name = body.name
+    user.role, user.is_active = new_role, new_active
+    user.version += 1
+    user.updated_at = datetime.now(UTC)
+    await session.flush()
+    if role_changed or deactivated:
+        await auth_service.revoke_user_sessions(
+            session,
+            services,
+            user_id=user.id,
+            reason="role_changed" if role_changed else "deactivated",
+        )
+    return user
+
+
+async def deactivate_user(
+    session: AsyncSession, services: Services, principal: AccessClaims, *, user_id: uuid.UUID
+) -> None:
+    """DELETE keeps the user (history points at it) but ends every session at once."""
+    user = await get_user(session, principal, user_id=user_id)
+    if not user.is_active:
+        return
+    await update_user(
+        session,
+        services,
+        principal,
+        user_id=user_id,
+        version=user.version,
+        body=UserUpdate(is_active=False),
+    )
+
+
+async def change_own_password(
+    session: AsyncSession,
+    services: Services,
+    principal: AccessClaims,
+    *,
+    current_password: str,
+    new_password: str,
+) -> None:
+    """A user changes their password; every other session of theirs ends."""
+    if principal.is_client:
+        raise Forbidden("API clients have no password.")
+    user = await get_user(session, principal, user_id=principal.subject)
+    if not await verify_password(current_password, user.password_hash):
+        raise WrongPassword()
+    user.password_hash = await hash_password(new_password)
+    user.version += 1
+    user.updated_at = datetime.now(UTC)
+    await session.flush()
+    await auth_service.revoke_user_sessions(
+        session,
+        services,
+        user_id=user.id,
+        reason="password_changed",
+        keep_family=principal.session_id,
+    )

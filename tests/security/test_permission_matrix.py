@@ -1,0 +1,165 @@
+"""Every route x every kind of caller -> the status it must answer, from one table.
+
+A route that exists in the app but has no row here fails the test, so no route ships without
+its permissions being stated.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from tests.crew import Crew, add_client, add_user
+from tests.helpers import PASSWORD
+
+PRINCIPALS = (
+    "owner",
+    "admin",
+    "member",
+    "viewer",
+    "client_read",
+    "client_rw",
+    "anonymous",
+    "other_tenant",
+)
+
+Prepare = Callable[[httpx.AsyncClient, Crew], Awaitable[dict[str, Any]]]
+
+
+async def _nothing(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
+    return {}
+
+
+async def _fresh_member(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
+    user_id, _ = await add_user(client, crew.tenant, "member")
+    return {"user_id": user_id, "headers": {"If-Match": '"1"'}}
+
+
+async def _fresh_client(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
+    client_id, _, _ = await add_client(client, crew.tenant, ["inventory:read"])
+    return {"client_id": client_id}
+
+
+def _new_user_body() -> dict[str, Any]:
+    return {
+        "email": f"u-{secrets.token_hex(4)}@example.com",
+        "role": "member",
+        "password": PASSWORD,
+    }
+
+
+def _new_tenant_body() -> dict[str, Any]:
+    slug = f"m-{secrets.token_hex(5)}"
+    return {
+        "name": "Matrix",
+        "slug": slug,
+        "owner_email": f"o@{slug}.example.com",
+        "owner_password": PASSWORD,
+    }
+
+
+@dataclass
+class Row:
+    expect: dict[str, int]
+    prepare: Prepare = _nothing
+    json: Callable[[], dict[str, Any]] | None = None
+    form: dict[str, str] | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def _statuses(ok: int, *, allowed: set[str], other_tenant: int | None = None) -> dict[str, int]:
+    """`ok` for the principals allowed, 403 for other authenticated ones, 401 for anonymous;
+    another tenant's token gets `other_tenant` (404 for item routes, `ok` for collections)."""
+    result = {p: ok if p in allowed else 403 for p in PRINCIPALS}
+    result["anonymous"] = 401
+    result["other_tenant"] = other_tenant if other_tenant is not None else ok
+    return result
+
+
+USER_ADMINS = {"owner", "admin"}
+EVERY_USER = {"owner", "admin", "member", "viewer"}
+EVERYONE = set(PRINCIPALS)
+PUBLIC = dict.fromkeys(PRINCIPALS, 200)
+
+MATRIX: dict[tuple[str, str], Row] = {
+    ("GET", "/health"): Row(PUBLIC),
+    ("GET", "/.well-known/jwks.json"): Row(PUBLIC),
+    ("POST", "/api/v1/tenants"): Row(dict.fromkeys(PRINCIPALS, 201), json=_new_tenant_body),
+    ("POST", "/api/v1/auth/token"): Row(
+        dict.fromkeys(PRINCIPALS, 400), form={"grant_type": "refresh_token", "refresh_token": "x"}
+    ),
+    ("POST", "/api/v1/auth/revoke"): Row(PUBLIC, form={"token": "unknown"}),
+    ("GET", "/api/v1/me"): Row(_statuses(200, allowed=EVERYONE)),
+    ("POST", "/api/v1/me/password"): Row(
+        _statuses(204, allowed=EVERY_USER),
+        json=lambda: {"current_password": PASSWORD, "new_password": PASSWORD},
+    ),
+    ("GET", "/api/v1/users"): Row(_statuses(200, allowed=USER_ADMINS)),
+    ("POST", "/api/v1/users"): Row(_statuses(201, allowed=USER_ADMINS), json=_new_user_body),
+    ("GET", "/api/v1/users/{user_id}"): Row(
+        _statuses(200, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_member
+    ),
+    ("PATCH", "/api/v1/users/{user_id}"): Row(
+        _statuses(200, allowed=USER_ADMINS, other_tenant=404),
+        prepare=_fresh_member,
+        json=lambda: {"name": "Renamed"},
+    ),
+    ("DELETE", "/api/v1/users/{user_id}"): Row(
+        _statuses(204, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_member
+    ),
+    ("GET", "/api/v1/clients"): Row(_statuses(200, allowed=USER_ADMINS)),
+    ("POST", "/api/v1/clients"): Row(
+        _statuses(201, allowed=USER_ADMINS),
+        json=lambda: {"name": "matrix", "scopes": ["inventory:read"]},
+    ),
+    ("DELETE", "/api/v1/clients/{client_id}"): Row(
+        _statuses(204, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_client
+    ),
+}
+
+
+def _app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every operation the app serves, as its OpenAPI document states them."""
+    return {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+
+
+def test_every_route_has_a_row(app: FastAPI) -> None:
+    missing = _app_routes(app) - set(MATRIX)
+    stale = set(MATRIX) - _app_routes(app)
+    assert not missing, f"routes without a permission row: {sorted(missing)}"
+    assert not stale, f"rows for routes that no longer exist: {sorted(stale)}"
+
+
+async def test_permission_matrix(client: httpx.AsyncClient, crew: Crew) -> None:
+    failures = []
+    for (method, template), row in MATRIX.items():
+        for principal in PRINCIPALS:
+            prepared = await row.prepare(client, crew)
+            headers = {**prepared.pop("headers", {}), **crew.headers(principal)}
+            path = template.format(**prepared)
+            response = await client.request(
+                method,
+                path,
+                headers=headers,
+                params=row.params,
+                json=row.json() if row.json else None,
+                data=row.form,
+            )
+            expected = row.expect[principal]
+            if response.status_code != expected:
+                failures.append(
+                    f"{method} {template} as {principal}: {response.status_code} != {expected}"
+                    f" {response.text[:120]}"
+                )
+            if response.status_code >= 400:
+                assert response.json()["error"]["request_id"] == response.headers["X-Request-ID"]
+    assert not failures, "\n".join(failures)
