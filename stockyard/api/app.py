@@ -25,6 +25,8 @@ from stockyard.core.database import app_url, create_engine, create_sessionmaker
 from stockyard.core.logging import configure_logging
 from stockyard.core.redis import create_redis
 from stockyard.core.settings import Settings, get_settings
+from stockyard.inventory.endpoints import router as catalog_router
+from stockyard.inventory.ledger_endpoints import router as ledger_router
 from stockyard.tenants.endpoints import router as tenants_router
 from stockyard.tenants.limits import TenantLimits
 
@@ -120,4 +122,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenants_router)
     app.include_router(auth_router)
     app.include_router(admin_router)
+    app.include_router(catalog_router)
+    app.include_router(ledger_router)
     return app

@@ -1,0 +1,199 @@
+"""Products and locations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from stockyard.api.concurrency import IfMatch, etag, expected_version
+from stockyard.api.deps import InventoryReader, InventoryWriter, ServicesDep, TenantSession
+from stockyard.api.openapi import AUTHENTICATED, error_responses
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, encode_cursor
+from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
+from stockyard.inventory import service as catalog_service
+from stockyard.inventory.schemas import (
+    LocationCreate,
+    LocationPage,
+    LocationRead,
+    LocationUpdate,
+    ProductCreate,
+    ProductPage,
+    ProductRead,
+    ProductUpdate,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["catalogue"])
+
+Prefix = Annotated[str | None, Query(max_length=100, description="SKU/code or name prefix.")]
+ArchivedFilter = Annotated[bool | None, Query(description="Only archived (true) or live (false).")]
+READ = error_responses(*AUTHENTICATED)
+ITEM = error_responses(*AUTHENTICATED, 404)
+CREATE = error_responses(*AUTHENTICATED, 409)
+UPDATE = error_responses(*AUTHENTICATED, 404, 412, 428)
+
+
+@router.post("/products", status_code=201, response_model=ProductRead, responses=CREATE)
+async def create_product(
+    body: ProductCreate,
+    request: Request,
+    session: TenantSession,
+    principal: InventoryWriter,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    async def create() -> ProductRead:
+        product = await catalog_service.create_product(session, principal, body=body)
+        return ProductRead.model_validate(product)
+
+    return await respond_once(
+        session,
+        principal,
+        key=idempotency_key,
+        route=request.url.path,
+        body=body,
+        status_code=201,
+        ttl=services.settings.idempotency_ttl_seconds,
+        operation=create,
+    )
+
+
+@router.get("/products", response_model=ProductPage, responses=READ)
+async def list_products(
+    session: TenantSession,
+    principal: InventoryReader,
+    q: Prefix = None,
+    archived: ArchivedFilter = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> ProductPage:
+    after = decode_cursor(cursor, 1)
+    products = await catalog_service.list_products(
+        session,
+        principal,
+        q=q,
+        archived=archived,
+        after_sku=after[0] if after else None,
+        limit=limit + 1,
+    )
+    page = products[:limit]
+    return ProductPage(
+        items=[ProductRead.model_validate(p) for p in page],
+        next_cursor=encode_cursor(page[-1].sku) if len(products) > limit else None,
+    )
+
+
+@router.get("/products/{product_id}", response_model=ProductRead, responses=ITEM)
+async def get_product(
+    product_id: uuid.UUID, session: TenantSession, principal: InventoryReader, response: Response
+) -> ProductRead:
+    product = await catalog_service.get_product(session, principal, product_id=product_id)
+    response.headers["ETag"] = etag(product.version)
+    return ProductRead.model_validate(product)
+
+
+@router.patch("/products/{product_id}", response_model=ProductRead, responses=UPDATE)
+async def update_product(
+    product_id: uuid.UUID,
+    body: ProductUpdate,
+    session: TenantSession,
+    principal: InventoryWriter,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ProductRead:
+    product = await catalog_service.update_product(
+        session, principal, product_id=product_id, version=expected_version(if_match), body=body
+    )
+    response.headers["ETag"] = etag(product.version)
+    return ProductRead.model_validate(product)
+
+
+@router.delete("/products/{product_id}", status_code=204, responses=ITEM)
+async def archive_product(
+    product_id: uuid.UUID, session: TenantSession, principal: InventoryWriter
+) -> None:
+    await catalog_service.archive_product(session, principal, product_id=product_id)
+
+
+@router.post("/locations", status_code=201, response_model=LocationRead, responses=CREATE)
+async def create_location(
+    body: LocationCreate,
+    request: Request,
+    session: TenantSession,
+    principal: InventoryWriter,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    async def create() -> LocationRead:
+        location = await catalog_service.create_location(session, principal, body=body)
+        return LocationRead.model_validate(location)
+
+    return await respond_once(
+        session,
+        principal,
+        key=idempotency_key,
+        route=request.url.path,
+        body=body,
+        status_code=201,
+        ttl=services.settings.idempotency_ttl_seconds,
+        operation=create,
+    )
+
+
+@router.get("/locations", response_model=LocationPage, responses=READ)
+async def list_locations(
+    session: TenantSession,
+    principal: InventoryReader,
+    q: Prefix = None,
+    archived: ArchivedFilter = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> LocationPage:
+    after = decode_cursor(cursor, 1)
+    locations = await catalog_service.list_locations(
+        session,
+        principal,
+        q=q,
+        archived=archived,
+        after_code=after[0] if after else None,
+        limit=limit + 1,
+    )
+    page = locations[:limit]
+    return LocationPage(
+        items=[LocationRead.model_validate(loc) for loc in page],
+        next_cursor=encode_cursor(page[-1].code) if len(locations) > limit else None,
+    )
+
+
+@router.get("/locations/{location_id}", response_model=LocationRead, responses=ITEM)
+async def get_location(
+    location_id: uuid.UUID, session: TenantSession, principal: InventoryReader, response: Response
+) -> LocationRead:
+    location = await catalog_service.get_location(session, principal, location_id=location_id)
+    response.headers["ETag"] = etag(location.version)
+    return LocationRead.model_validate(location)
+
+
+@router.patch("/locations/{location_id}", response_model=LocationRead, responses=UPDATE)
+async def update_location(
+    location_id: uuid.UUID,
+    body: LocationUpdate,
+    session: TenantSession,
+    principal: InventoryWriter,
+    response: Response,
+    if_match: IfMatch = None,
+) -> LocationRead:
+    location = await catalog_service.update_location(
+        session, principal, location_id=location_id, version=expected_version(if_match), body=body
+    )
+    response.headers["ETag"] = etag(location.version)
+    return LocationRead.model_validate(location)
+
+
+@router.delete("/locations/{location_id}", status_code=204, responses=ITEM)
+async def archive_location(
+    location_id: uuid.UUID, session: TenantSession, principal: InventoryWriter
+) -> None:
+    await catalog_service.archive_location(session, principal, location_id=location_id)

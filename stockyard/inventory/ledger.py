@@ -1,0 +1,478 @@
+"""The ledger's rules: every stock change is a movement plus one guarded balance statement,
+in the request's one transaction; nothing here ever reads a balance and writes it back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.auth.tokens import AccessClaims
+from stockyard.inventory import bulk_repository, ledger_repository
+from stockyard.inventory import repository as catalog_repository
+from stockyard.inventory.exceptions import (
+    Archived,
+    BulkItemsInvalid,
+    InsufficientStock,
+    LocationNotFound,
+    ProductNotFound,
+    ReservationClosed,
+    ReservationNotFound,
+    SameLocation,
+)
+from stockyard.inventory.ledger_repository import BalanceRow, MovementFilter
+from stockyard.inventory.models import Location, Movement, Product, Reservation
+from stockyard.inventory.schemas import (
+    BalanceRead,
+    BulkMovements,
+    MovementCreate,
+    MovementRead,
+    MovementResult,
+    ReservationCreate,
+    ReservationRead,
+    ReservationResult,
+    StockItem,
+    TransferCreate,
+    TransferRead,
+)
+
+
+def _balance_read(product: Product, location: Location, balance: BalanceRow) -> BalanceRead:
+    return BalanceRead(
+        sku=product.sku,
+        location=location.code,
+        on_hand=balance.on_hand,
+        reserved=balance.reserved,
+        available=balance.on_hand - balance.reserved,
+    )
+
+
+def movement_read(movement: Movement, sku: str, location: str) -> MovementRead:
+    return MovementRead(
+        id=movement.id,
+        sku=sku,
+        location=location,
+        product_id=movement.product_id,
+        location_id=movement.location_id,
+        delta=movement.delta,
+        kind=movement.kind,
+        reason=movement.reason,
+        reference=movement.reference,
+        occurred_at=movement.occurred_at,
+        recorded_at=movement.recorded_at,
+        request_id=movement.request_id,
+        actor_id=movement.actor_id,
+        transfer_id=movement.transfer_id,
+    )
+
+
+def reservation_read(reservation: Reservation, sku: str, location: str) -> ReservationRead:
+    return ReservationRead(
+        id=reservation.id,
+        sku=sku,
+        location=location,
+        quantity=reservation.quantity,
+        status=reservation.status,
+        expires_at=reservation.expires_at,
+        reference=reservation.reference,
+        created_at=reservation.created_at,
+        updated_at=reservation.updated_at,
+    )
+
+
+async def _product(session: AsyncSession, sku: str) -> Product:
+    product = await catalog_repository.get_product_by_sku(session, sku)
+    if product is None:
+        raise ProductNotFound(f"No product with SKU {sku!r}.")
+    if product.archived_at is not None:
+        raise Archived(f"Product {sku!r} is archived.")
+    return product
+
+
+async def _location(session: AsyncSession, code: str) -> Location:
+    location = await catalog_repository.get_location_by_code(session, code)
+    if location is None:
+        raise LocationNotFound(f"No location with code {code!r}.")
+    if location.archived_at is not None:
+        raise Archived(f"Location {code!r} is archived.")
+    return location
+
+
+def _movement(
+    principal: AccessClaims,
+    *,
+    product: Product,
+    location: Location,
+    delta: int,
+    kind: str,
+    request_id: str | None,
+    occurred_at: datetime | None = None,
+    reason: str | None = None,
+    reference: str | None = None,
+    transfer_id: uuid.UUID | None = None,
+) -> Movement:
+    now = datetime.now(UTC)
+    return Movement(
+        tenant_id=principal.tenant_id,
+        id=uuid.uuid4(),
+        product_id=product.id,
+        location_id=location.id,
+        delta=delta,
+        kind=kind,
+        reason=reason,
+        reference=reference,
+        occurred_at=occurred_at or now,
+        recorded_at=now,
+        request_id=request_id,
+        actor_id=principal.subject,
+        transfer_id=transfer_id,
+    )
+
+
+async def _change(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    product: Product,
+    location: Location,
+    delta: int,
+) -> BalanceRow:
+    await ledger_repository.expire_reservations_of(session, product.id, location.id)
+    balance = await ledger_repository.apply_delta(
+        session,
+        tenant_id=principal.tenant_id,
+        product_id=product.id,
+        location_id=location.id,
+        delta=delta,
+    )
+    if balance is None:
+        raise InsufficientStock(details={"sku": product.sku, "location": location.code})
+    return balance
+
+
+async def record_movement(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    body: MovementCreate,
+    request_id: str | None,
+) -> MovementResult:
+    """Receipt, issue or adjustment: on_hand may never fall below what is reserved."""
+    product = await _product(session, body.sku)
+    location = await _location(session, body.location)
+    balance = await _change(
+        session, principal, product=product, location=location, delta=body.delta
+    )
+    movement = _movement(
+        principal,
+        product=product,
+        location=location,
+        delta=body.delta,
+        kind=body.kind,
+        request_id=request_id,
+        occurred_at=body.occurred_at,
+        reason=body.reason,
+        reference=body.reference,
+    )
+    await ledger_repository.add_movements(session, [movement])
+    return MovementResult(
+        movement=movement_read(movement, product.sku, location.code),
+        balance=_balance_read(product, location, balance),
+    )
+
+
+async def transfer(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    body: TransferCreate,
+    request_id: str | None,
+) -> TransferRead:
+    """Move stock between two locations: two movements, two balances, one transaction.
+    The balances are changed in location-id order, so opposite transfers lock in the same
+    order and can't deadlock."""
+    if body.from_location == body.to_location:
+        raise SameLocation()
+    product = await _product(session, body.sku)
+    source = await _location(session, body.from_location)
+    target = await _location(session, body.to_location)
+    transfer_id = uuid.uuid4()
+    legs = sorted([(source, -body.quantity), (target, body.quantity)], key=lambda leg: leg[0].id)
+    balances: dict[uuid.UUID, BalanceRow] = {}
+    for location, delta in legs:
+        balances[location.id] = await _change(
+            session, principal, product=product, location=location, delta=delta
+        )
+    movements = [
+        _movement(
+            principal,
+            product=product,
+            location=location,
+            delta=delta,
+            kind="transfer_out" if delta < 0 else "transfer_in",
+            request_id=request_id,
+            reference=body.reference,
+            transfer_id=transfer_id,
+        )
+        for location, delta in ((source, -body.quantity), (target, body.quantity))
+    ]
+    await ledger_repository.add_movements(session, movements)
+    return TransferRead(
+        transfer_id=transfer_id,
+        movements=[
+            movement_read(movement, product.sku, location.code)
+            for movement, location in zip(movements, (source, target), strict=True)
+        ],
+        balances=[
+            _balance_read(product, location, balances[location.id]) for location in (source, target)
+        ],
+    )
+
+
+async def ingest(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    body: BulkMovements,
+    request_id: str | None,
+) -> int:
+    """Up to 10,000 movements, all or nothing. Each balance must end the batch covering its
+    reservations; the items at fault are named (by index) when one does not."""
+    rows = [
+        (
+            index,
+            item.sku,
+            item.location,
+            item.kind,
+            item.delta,
+            item.reason,
+            item.reference,
+            item.occurred_at,
+        )
+        for index, item in enumerate(body.items)
+    ]
+    problems = await bulk_repository.stage(session, rows)
+    if problems:
+        raise BulkItemsInvalid(
+            details={"items": [{"index": p.index, "reason": p.reason} for p in problems]}
+        )
+    short = await bulk_repository.apply(
+        session, tenant_id=principal.tenant_id, request_id=request_id, actor_id=principal.subject
+    )
+    if short:
+        raise InsufficientStock(
+            "Some balances would fall below what is reserved.",
+            details={"items": [{"index": p.index, "reason": p.reason} for p in short]},
+        )
+    return len(rows)
+
+
+async def history(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    sku: str | None,
+    location: str | None,
+    kind: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[MovementRead]:
+    del principal
+    product_id = location_id = None
+    if sku is not None:
+        product = await catalog_repository.get_product_by_sku(session, sku)
+        if product is None:
+            return []
+        product_id = product.id
+    if location is not None:
+        place = await catalog_repository.get_location_by_code(session, location)
+        if place is None:
+            return []
+        location_id = place.id
+    rows = await ledger_repository.history(
+        session,
+        where=MovementFilter(product_id, location_id, kind, start, end),
+        after=after,
+        limit=limit,
+    )
+    return [movement_read(movement, sku_, code) for movement, sku_, code in rows]
+
+
+async def stock(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    sku: str | None,
+    location: str | None,
+    below_reorder_point: bool,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[StockItem]:
+    del principal
+    rows = await ledger_repository.stock(
+        session,
+        sku=sku,
+        location=location,
+        below_reorder_point=below_reorder_point,
+        after=after,
+        limit=limit,
+    )
+    return [
+        StockItem(
+            sku=row.sku,
+            location=row.location,
+            on_hand=row.on_hand,
+            reserved=row.reserved,
+            available=row.on_hand - row.reserved,
+            reorder_point=row.reorder_point,
+        )
+        for row in rows
+    ]
+
+
+async def reserve(
+    session: AsyncSession, principal: AccessClaims, *, body: ReservationCreate
+) -> ReservationResult:
+    """Hold stock for a while: never more reserved than on hand."""
+    product = await _product(session, body.sku)
+    location = await _location(session, body.location)
+    await ledger_repository.expire_reservations_of(session, product.id, location.id)
+    balance = await ledger_repository.reserve(
+        session, product_id=product.id, location_id=location.id, quantity=body.quantity
+    )
+    if balance is None:
+        raise InsufficientStock(
+            "Not enough available stock to reserve.",
+            details={"sku": product.sku, "location": location.code},
+        )
+    now = datetime.now(UTC)
+    reservation = Reservation(
+        tenant_id=principal.tenant_id,
+        id=uuid.uuid4(),
+        product_id=product.id,
+        location_id=location.id,
+        quantity=body.quantity,
+        status="active",
+        expires_at=now + timedelta(seconds=body.expires_in_seconds),
+        reference=body.reference,
+        created_at=now,
+        updated_at=now,
+    )
+    await ledger_repository.add_reservation(session, reservation)
+    return ReservationResult(
+        reservation=reservation_read(reservation, product.sku, location.code),
+        balance=_balance_read(product, location, balance),
+    )
+
+
+async def _close(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    reservation_id: uuid.UUID,
+    commit: bool,
+    request_id: str | None,
+) -> ReservationResult:
+    reservation = await ledger_repository.lock_reservation(session, reservation_id)
+    if reservation is None:
+        raise ReservationNotFound()
+    found = await ledger_repository.get_reservation(session, reservation_id)
+    assert found is not None
+    _, sku, code = found
+    now = datetime.now(UTC)
+    if reservation.status == "active" and reservation.expires_at <= now:
+        raise ReservationClosed("The reservation has expired.", details={"status": "expired"})
+    if reservation.status != "active":
+        raise ReservationClosed(details={"status": reservation.status})
+    balance = await ledger_repository.unreserve(
+        session,
+        product_id=reservation.product_id,
+        location_id=reservation.location_id,
+        quantity=reservation.quantity,
+        consume=commit,
+    )
+    reservation.status = "committed" if commit else "released"
+    reservation.updated_at = now
+    movement_out: MovementRead | None = None
+    if commit:
+        movement = Movement(
+            tenant_id=principal.tenant_id,
+            id=uuid.uuid4(),
+            product_id=reservation.product_id,
+            location_id=reservation.location_id,
+            delta=-reservation.quantity,
+            kind="reservation_commit",
+            reference=reservation.reference,
+            occurred_at=now,
+            recorded_at=now,
+            request_id=request_id,
+            actor_id=principal.subject,
+        )
+        await ledger_repository.add_movements(session, [movement])
+        movement_out = movement_read(movement, sku, code)
+    await session.flush()
+    return ReservationResult(
+        reservation=reservation_read(reservation, sku, code),
+        balance=BalanceRead(
+            sku=sku,
+            location=code,
+            on_hand=balance.on_hand,
+            reserved=balance.reserved,
+            available=balance.on_hand - balance.reserved,
+        ),
+        movement=movement_out,
+    )
+
+
+async def commit_reservation(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    reservation_id: uuid.UUID,
+    request_id: str | None,
+) -> ReservationResult:
+    """The held stock leaves: an issue movement (kind reservation_commit) for the quantity."""
+    return await _close(
+        session, principal, reservation_id=reservation_id, commit=True, request_id=request_id
+    )
+
+
+async def release_reservation(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    reservation_id: uuid.UUID,
+) -> ReservationResult:
+    """The held stock becomes available again."""
+    return await _close(
+        session, principal, reservation_id=reservation_id, commit=False, request_id=None
+    )
+
+
+async def get_reservation(
+    session: AsyncSession, principal: AccessClaims, *, reservation_id: uuid.UUID
+) -> ReservationRead:
+    del principal
+    found = await ledger_repository.get_reservation(session, reservation_id)
+    if found is None:
+        raise ReservationNotFound()
+    reservation, sku, code = found
+    return reservation_read(reservation, sku, code)
+
+
+async def list_reservations(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    status: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[ReservationRead]:
+    del principal
+    rows = await ledger_repository.list_reservations(
+        session, status=status, after=after, limit=limit
+    )
+    return [reservation_read(reservation, sku, code) for reservation, sku, code in rows]

@@ -1,0 +1,279 @@
+"""Movements, bulk ingest, transfers, stock and reservations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel
+
+from stockyard.api.deps import (
+    InventoryReader,
+    InventoryWriter,
+    RequestId,
+    ServicesDep,
+    TenantSession,
+)
+from stockyard.api.openapi import AUTHENTICATED, error_responses
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, encode_cursor
+from stockyard.auth.tokens import AccessClaims
+from stockyard.core.errors import ValidationFailed
+from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
+from stockyard.inventory import ledger
+from stockyard.inventory.schemas import (
+    BulkMovements,
+    BulkResult,
+    MovementCreate,
+    MovementPage,
+    MovementResult,
+    ReservationCreate,
+    ReservationPage,
+    ReservationRead,
+    ReservationResult,
+    StockPage,
+    TransferCreate,
+    TransferRead,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["ledger"])
+
+WRITE = error_responses(*AUTHENTICATED, 404, 409)
+READ = error_responses(*AUTHENTICATED)
+MovementKind = Literal[
+    "receipt", "issue", "adjustment", "transfer_out", "transfer_in", "reservation_commit"
+]
+
+
+async def _once(
+    request: Request,
+    session: TenantSession,
+    principal: AccessClaims,
+    services: ServicesDep,
+    key: str | None,
+    body: BaseModel | None,
+    operation: Callable[[], Awaitable[BaseModel]],
+    *,
+    status_code: int = 201,
+) -> JSONResponse:
+    return await respond_once(
+        session,
+        principal,
+        key=key,
+        route=request.url.path,
+        body=body,
+        status_code=status_code,
+        ttl=services.settings.idempotency_ttl_seconds,
+        operation=operation,
+    )
+
+
+def _datetime_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    after = decode_cursor(cursor, 2)
+    if after is None:
+        return None
+    try:
+        return datetime.fromisoformat(after[0]), uuid.UUID(after[1])
+    except ValueError:
+        raise ValidationFailed("The cursor is not valid.") from None
+
+
+@router.post("/movements", status_code=201, response_model=MovementResult, responses=WRITE)
+async def record_movement(
+    body: MovementCreate,
+    request: Request,
+    session: TenantSession,
+    principal: InventoryWriter,
+    services: ServicesDep,
+    request_id: RequestId,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    async def run() -> MovementResult:
+        return await ledger.record_movement(session, principal, body=body, request_id=request_id)
+
+    return await _once(request, session, principal, services, idempotency_key, body, run)
+
+
+@router.post(
+    "/movements/bulk",
+    status_code=201,
+    response_model=BulkResult,
+    responses=error_responses(*AUTHENTICATED, 409, 413),
+)
+async def ingest_movements(
+    body: BulkMovements,
+    request: Request,
+    session: TenantSession,
+    principal: InventoryWriter,
+    services: ServicesDep,
+    request_id: RequestId,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    async def run() -> BulkResult:
+        inserted = await ledger.ingest(session, principal, body=body, request_id=request_id)
+        return BulkResult(inserted=inserted)
+
+    return await _once(request, session, principal, services, idempotency_key, body, run)
+
+
+@router.get("/movements", response_model=MovementPage, responses=READ)
+async def list_movements(
+    session: TenantSession,
+    principal: InventoryReader,
+    sku: Annotated[str | None, Query(max_length=100)] = None,
+    location: Annotated[str | None, Query(max_length=64)] = None,
+    kind: Annotated[MovementKind | None, Query()] = None,
+    start: Annotated[AwareDatetime | None, Query(description="occurred_at >= start")] = None,
+    end: Annotated[AwareDatetime | None, Query(description="occurred_at < end")] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> MovementPage:
+    movements = await ledger.history(
+        session,
+        principal,
+        sku=sku,
+        location=location,
+        kind=kind,
+        start=start,
+        end=end,
+        after=_datetime_cursor(cursor),
+        limit=limit + 1,
+    )
+    page = movements[:limit]
+    next_cursor = (
+        encode_cursor(page[-1].occurred_at.isoformat(), str(page[-1].id))
+        if len(movements) > limit
+        else None
+    )
+    return MovementPage(items=page, next_cursor=next_cursor)
+
+
+@router.post("/transfers", status_code=201, response_model=TransferRead, responses=WRITE)
+async def create_transfer(
+    body: TransferCreate,
+    request: Request,
+    session: TenantSession,
+    principal: InventoryWriter,
+    services: ServicesDep,
+    request_id: RequestId,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    async def run() -> TransferRead:
+        return await ledger.transfer(session, principal, body=body, request_id=request_id)
+
+    return await _once(request, session, principal, services, idempotency_key, body, run)
+
+
+@router.get("/stock", response_model=StockPage, responses=READ)
+async def read_stock(
+    session: TenantSession,
+    principal: InventoryReader,
+    sku: Annotated[str | None, Query(max_length=100)] = None,
+    location: Annotated[str | None, Query(max_length=64)] = None,
+    below_reorder_point: Annotated[bool, Query()] = False,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> StockPage:
+    after = decode_cursor(cursor, 2)
+    items = await ledger.stock(
+        session,
+        principal,
+        sku=sku,
+        location=location,
+        below_reorder_point=below_reorder_point,
+        after=(after[0], after[1]) if after else None,
+        limit=limit + 1,
+    )
+    page = items[:limit]
+    next_cursor = encode_cursor(page[-1].sku, page[-1].location) if len(items) > limit else None
+    return StockPage(items=page, next_cursor=next_cursor)
+
+
+@router.post("/reservations", status_code=201, response_model=ReservationResult, responses=WRITE)
+async def create_reservation(
+    body: ReservationCreate,
+    request: Request,
+    session: TenantSession,
+    principal: InventoryWriter,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    async def run() -> ReservationResult:
+        return await ledger.reserve(session, principal, body=body)
+
+    return await _once(request, session, principal, services, idempotency_key, body, run)
+
+
+@router.get("/reservations", response_model=ReservationPage, responses=READ)
+async def list_reservations(
+    session: TenantSession,
+    principal: InventoryReader,
+    status: Annotated[Literal["active", "committed", "released", "expired"] | None, Query()] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> ReservationPage:
+    reservations = await ledger.list_reservations(
+        session, principal, status=status, after=_datetime_cursor(cursor), limit=limit + 1
+    )
+    page = reservations[:limit]
+    next_cursor = (
+        encode_cursor(page[-1].created_at.isoformat(), str(page[-1].id))
+        if len(reservations) > limit
+        else None
+    )
+    return ReservationPage(items=page, next_cursor=next_cursor)
+
+
+@router.get(
+    "/reservations/{reservation_id}",
+    response_model=ReservationRead,
+    responses=error_responses(*AUTHENTICATED, 404),
+)
+async def get_reservation(
+    reservation_id: uuid.UUID, session: TenantSession, principal: InventoryReader
+) -> ReservationRead:
+    return await ledger.get_reservation(session, principal, reservation_id=reservation_id)
+
+
+@router.post(
+    "/reservations/{reservation_id}/commit", response_model=ReservationResult, responses=WRITE
+)
+async def commit_reservation(
+    reservation_id: uuid.UUID,
+    request: Request,
+    session: TenantSession,
+    principal: InventoryWriter,
+    services: ServicesDep,
+    request_id: RequestId,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    async def run() -> ReservationResult:
+        return await ledger.commit_reservation(
+            session, principal, reservation_id=reservation_id, request_id=request_id
+        )
+
+    return await _once(
+        request, session, principal, services, idempotency_key, None, run, status_code=200
+    )
+
+
+@router.post(
+    "/reservations/{reservation_id}/release", response_model=ReservationResult, responses=WRITE
+)
+async def release_reservation(
+    reservation_id: uuid.UUID,
+    request: Request,
+    session: TenantSession,
+    principal: InventoryWriter,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    async def run() -> ReservationResult:
+        return await ledger.release_reservation(session, principal, reservation_id=reservation_id)
+
+    return await _once(
+        request, session, principal, services, idempotency_key, None, run, status_code=200
+    )

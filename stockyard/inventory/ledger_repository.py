@@ -1,0 +1,358 @@
+"""All SQL of the ledger: movements, balances, reservations, bulk ingest.
+
+Every balance change is ONE guarded statement (an upsert or an UPDATE whose WHERE carries the
+stock rule), so two transactions can never both pass a check that only one of them may pass:
+PostgreSQL re-evaluates the WHERE against the row as the first one left it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.inventory.models import Location, Movement, Product, Reservation
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRow:
+    product_id: uuid.UUID
+    location_id: uuid.UUID
+    on_hand: int
+    reserved: int
+    version: int
+
+
+def _balance(row: Row[Any] | None) -> BalanceRow | None:
+    if row is None:
+        return None
+    return BalanceRow(row.product_id, row.location_id, row.on_hand, row.reserved, row.version)
+
+
+_RETURNING = "RETURNING product_id, location_id, on_hand, reserved, version"
+
+_EXPIRE_FOR_BALANCE = text(
+    """
+    WITH expired AS (
+        UPDATE reservation SET status = 'expired', updated_at = now()
+        WHERE product_id = :product_id AND location_id = :location_id
+          AND status = 'active' AND expires_at <= now()
+        RETURNING quantity
+    )
+    UPDATE balance
+    SET reserved = reserved - (SELECT sum(quantity) FROM expired),
+        version = version + 1, updated_at = now()
+    WHERE product_id = :product_id AND location_id = :location_id
+      AND EXISTS (SELECT 1 FROM expired)
+    """
+)
+
+_RECEIVE = text(
+    f"""
+    INSERT INTO balance (tenant_id, product_id, location_id, on_hand, reserved)
+    VALUES (:tenant_id, :product_id, :location_id, :delta, 0)
+    ON CONFLICT (tenant_id, product_id, location_id) DO UPDATE
+        SET on_hand = balance.on_hand + EXCLUDED.on_hand,
+            version = balance.version + 1, updated_at = now()
+    {_RETURNING}
+    """
+)
+
+_TAKE = text(
+    f"""
+    UPDATE balance
+    SET on_hand = on_hand + :delta, version = version + 1, updated_at = now()
+    WHERE product_id = :product_id AND location_id = :location_id
+      AND on_hand + :delta >= reserved
+    {_RETURNING}
+    """
+)
+
+_RESERVE = text(
+    f"""
+    UPDATE balance
+    SET reserved = reserved + :quantity, version = version + 1, updated_at = now()
+    WHERE product_id = :product_id AND location_id = :location_id
+      AND on_hand - reserved >= :quantity
+    {_RETURNING}
+    """
+)
+
+_UNRESERVE = text(
+    f"""
+    UPDATE balance
+    SET reserved = reserved - :quantity, on_hand = on_hand - :consumed,
+        version = version + 1, updated_at = now()
+    WHERE product_id = :product_id AND location_id = :location_id
+    {_RETURNING}
+    """
+)
+
+
+async def expire_reservations_of(
+    session: AsyncSession, product_id: uuid.UUID, location_id: uuid.UUID
+) -> None:
+    """Lazily let expired reservations of one balance go before it is touched."""
+    await session.execute(
+        _EXPIRE_FOR_BALANCE, {"product_id": product_id, "location_id": location_id}
+    )
+
+
+async def apply_delta(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    product_id: uuid.UUID,
+    location_id: uuid.UUID,
+    delta: int,
+) -> BalanceRow | None:
+    """Add `delta` to on_hand; None when that would leave on_hand below reserved."""
+    params = {
+        "tenant_id": tenant_id,
+        "product_id": product_id,
+        "location_id": location_id,
+        "delta": delta,
+    }
+    statement = _RECEIVE if delta > 0 else _TAKE
+    return _balance((await session.execute(statement, params)).first())
+
+
+async def reserve(
+    session: AsyncSession, *, product_id: uuid.UUID, location_id: uuid.UUID, quantity: int
+) -> BalanceRow | None:
+    """Hold `quantity`; None when less than that is available."""
+    params = {"product_id": product_id, "location_id": location_id, "quantity": quantity}
+    return _balance((await session.execute(_RESERVE, params)).first())
+
+
+async def unreserve(
+    session: AsyncSession,
+    *,
+    product_id: uuid.UUID,
+    location_id: uuid.UUID,
+    quantity: int,
+    consume: bool,
+) -> BalanceRow:
+    """Stop holding `quantity`; with `consume` it also leaves on_hand (a committed issue)."""
+    params = {
+        "product_id": product_id,
+        "location_id": location_id,
+        "quantity": quantity,
+        "consumed": quantity if consume else 0,
+    }
+    row = _balance((await session.execute(_UNRESERVE, params)).first())
+    assert row is not None, "a reservation always has its balance (foreign key)"
+    return row
+
+
+async def get_balance(
+    session: AsyncSession, product_id: uuid.UUID, location_id: uuid.UUID
+) -> BalanceRow | None:
+    row = (
+        await session.execute(
+            text(
+                "SELECT product_id, location_id, on_hand, reserved, version FROM balance "
+                "WHERE product_id = :product_id AND location_id = :location_id"
+            ),
+            {"product_id": product_id, "location_id": location_id},
+        )
+    ).first()
+    return _balance(row)
+
+
+async def add_movements(session: AsyncSession, movements: Sequence[Movement]) -> None:
+    session.add_all(movements)
+    await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class MovementFilter:
+    product_id: uuid.UUID | None
+    location_id: uuid.UUID | None
+    kind: str | None
+    start: datetime | None
+    end: datetime | None
+
+
+async def history(
+    session: AsyncSession,
+    *,
+    where: MovementFilter,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[tuple[Movement, str, str]]:
+    """Movements in (occurred_at, id) order: served by the (tenant_id, product_id,
+    occurred_at, id) index when a product is named, keyset-paginated so deep pages stay cheap."""
+    statement = (
+        select(Movement, Product.sku, Location.code)
+        .join(Product, Product.id == Movement.product_id)
+        .join(Location, Location.id == Movement.location_id)
+    )
+    if where.product_id is not None:
+        statement = statement.where(Movement.product_id == where.product_id)
+    if where.location_id is not None:
+        statement = statement.where(Movement.location_id == where.location_id)
+    if where.kind is not None:
+        statement = statement.where(Movement.kind == where.kind)
+    if where.start is not None:
+        statement = statement.where(Movement.occurred_at >= where.start)
+    if where.end is not None:
+        statement = statement.where(Movement.occurred_at < where.end)
+    if after is not None:
+        statement = statement.where(
+            tuple_(Movement.occurred_at, Movement.id) > tuple_(after[0], after[1])
+        )
+    statement = statement.order_by(Movement.occurred_at, Movement.id).limit(limit)
+    return [(movement, sku, code) for movement, sku, code in await session.execute(statement)]
+
+
+_STOCK = """
+    SELECT p.sku, l.code AS location, b.on_hand, b.reserved, p.reorder_point
+    FROM balance b
+    JOIN product p ON p.id = b.product_id
+    JOIN location l ON l.id = b.location_id
+    WHERE true {filters}
+    ORDER BY p.sku, l.code
+    LIMIT :limit
+"""
+
+
+async def stock(
+    session: AsyncSession,
+    *,
+    sku: str | None,
+    location: str | None,
+    below_reorder_point: bool,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[Row[Any]]:
+    filters = []
+    params: dict[str, Any] = {"limit": limit}
+    if sku is not None:
+        filters.append("AND p.sku = :sku")
+        params["sku"] = sku
+    if location is not None:
+        filters.append("AND l.code = :location")
+        params["location"] = location
+    if below_reorder_point:
+        filters.append(
+            "AND p.reorder_point IS NOT NULL AND b.on_hand - b.reserved < p.reorder_point"
+        )
+    if after is not None:
+        filters.append("AND (p.sku, l.code) > (:after_sku, :after_location)")
+        params.update(after_sku=after[0], after_location=after[1])
+    statement = text(_STOCK.format(filters=" ".join(filters)))
+    return list((await session.execute(statement, params)).all())
+
+
+async def add_reservation(session: AsyncSession, reservation: Reservation) -> None:
+    session.add(reservation)
+    await session.flush()
+
+
+async def lock_reservation(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation | None:
+    return await session.scalar(
+        select(Reservation).where(Reservation.id == reservation_id).with_for_update()
+    )
+
+
+async def get_reservation(
+    session: AsyncSession, reservation_id: uuid.UUID
+) -> tuple[Reservation, str, str] | None:
+    statement = (
+        select(Reservation, Product.sku, Location.code)
+        .join(Product, Product.id == Reservation.product_id)
+        .join(Location, Location.id == Reservation.location_id)
+        .where(Reservation.id == reservation_id)
+    )
+    row = (await session.execute(statement)).first()
+    return (row[0], row[1], row[2]) if row is not None else None
+
+
+async def list_reservations(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[tuple[Reservation, str, str]]:
+    statement = (
+        select(Reservation, Product.sku, Location.code)
+        .join(Product, Product.id == Reservation.product_id)
+        .join(Location, Location.id == Reservation.location_id)
+    )
+    if status is not None:
+        statement = statement.where(Reservation.status == status)
+    if after is not None:
+        statement = statement.where(
+            tuple_(Reservation.created_at, Reservation.id) > tuple_(after[0], after[1])
+        )
+    statement = statement.order_by(Reservation.created_at, Reservation.id).limit(limit)
+    return [(reservation, sku, code) for reservation, sku, code in await session.execute(statement)]
+
+
+async def tenants_with_expired_reservations(session: AsyncSession) -> list[uuid.UUID]:
+    rows = await session.scalars(text("SELECT stockyard_tenants_with_expired_reservations()"))
+    return list(rows)
+
+
+async def expire_all_reservations(session: AsyncSession) -> int:
+    """The periodic sweep for one tenant: every expired reservation lets its stock go."""
+    result = await session.execute(
+        text(
+            """
+            WITH expired AS (
+                UPDATE reservation SET status = 'expired', updated_at = now()
+                WHERE status = 'active' AND expires_at <= now()
+                RETURNING product_id, location_id, quantity
+            ), totals AS (
+                SELECT product_id, location_id, sum(quantity) AS quantity
+                FROM expired GROUP BY product_id, location_id
+            )
+            UPDATE balance b
+            SET reserved = b.reserved - t.quantity, version = b.version + 1, updated_at = now()
+            FROM totals t
+            WHERE b.product_id = t.product_id AND b.location_id = t.location_id
+            RETURNING b.product_id
+            """
+        )
+    )
+    return len(result.all())
+
+
+async def tenant_ids(session: AsyncSession) -> list[uuid.UUID]:
+    return list(await session.scalars(text("SELECT stockyard_tenant_ids()")))
+
+
+async def drift(session: AsyncSession) -> list[Row[Any]]:
+    """Balances that disagree with their ledger or their active reservations."""
+    result = await session.execute(
+        text(
+            """
+            WITH ledger AS (
+                SELECT product_id, location_id, sum(delta) AS on_hand
+                FROM movement GROUP BY product_id, location_id
+            ), held AS (
+                SELECT product_id, location_id, sum(quantity) AS reserved
+                FROM reservation WHERE status = 'active' GROUP BY product_id, location_id
+            )
+            SELECT p.sku, l.code AS location,
+                   coalesce(b.on_hand, 0) AS on_hand, coalesce(g.on_hand, 0) AS ledger_on_hand,
+                   coalesce(b.reserved, 0) AS reserved, coalesce(h.reserved, 0) AS held
+            FROM balance b
+            FULL JOIN ledger g USING (product_id, location_id)
+            LEFT JOIN held h USING (product_id, location_id)
+            JOIN product p ON p.id = coalesce(b.product_id, g.product_id)
+            JOIN location l ON l.id = coalesce(b.location_id, g.location_id)
+            WHERE coalesce(b.on_hand, 0) <> coalesce(g.on_hand, 0)
+               OR coalesce(b.reserved, 0) <> coalesce(h.reserved, 0)
+            ORDER BY p.sku, l.code
+            """
+        )
+    )
+    return list(result.all())

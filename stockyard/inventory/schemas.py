@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+# Large enough for any real stock count, small enough that sums never overflow bigint.
+MAX_QUANTITY = 10**12
+MAX_BULK_ITEMS = 10_000
+DEFAULT_RESERVATION_SECONDS = 900
+
+Sku = Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")
+Code = Field(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")
+Text = Field(default=None, max_length=2000)
+
+
+class ProductCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Sku
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Text
+    unit: str = Field(default="pcs", min_length=1, max_length=20)
+    reorder_point: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
+
+
+class ProductUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Text
+    unit: str | None = Field(default=None, min_length=1, max_length=20)
+    reorder_point: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
+
+
+class ProductRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    sku: str
+    name: str
+    description: str | None
+    unit: str
+    reorder_point: int | None
+    archived_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductPage(BaseModel):
+    items: list[ProductRead]
+    next_cursor: str | None
+
+
+class LocationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Code
+    name: str = Field(min_length=1, max_length=200)
+
+
+class LocationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class LocationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    code: str
+    name: str
+    archived_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class LocationPage(BaseModel):
+    items: list[LocationRead]
+    next_cursor: str | None
+
+
+class MovementCreate(BaseModel):
+    """receipt and issue take a positive quantity; adjustment a signed, non-zero one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Sku
+    location: str = Code
+    kind: Literal["receipt", "issue", "adjustment"]
+    quantity: int = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)
+    reason: str | None = Text
+    reference: str | None = Text
+    occurred_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _check_quantity(self) -> MovementCreate:
+        if self.kind == "adjustment":
+            if self.quantity == 0:
+                raise ValueError("an adjustment needs a non-zero quantity")
+        elif self.quantity <= 0:
+            raise ValueError(f"a {self.kind} needs a positive quantity")
+        return self
+
+    @property
+    def delta(self) -> int:
+        return -self.quantity if self.kind == "issue" else self.quantity
+
+
+class MovementRead(BaseModel):
+    id: uuid.UUID
+    sku: str
+    location: str
+    product_id: uuid.UUID
+    location_id: uuid.UUID
+    delta: int
+    kind: str
+    reason: str | None
+    reference: str | None
+    occurred_at: datetime
+    recorded_at: datetime
+    request_id: str | None
+    actor_id: uuid.UUID | None
+    transfer_id: uuid.UUID | None
+
+
+class BalanceRead(BaseModel):
+    sku: str
+    location: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class MovementResult(BaseModel):
+    movement: MovementRead
+    balance: BalanceRead
+
+
+class MovementPage(BaseModel):
+    items: list[MovementRead]
+    next_cursor: str | None
+
+
+class BulkMovements(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[MovementCreate] = Field(min_length=1, max_length=MAX_BULK_ITEMS)
+
+
+class BulkResult(BaseModel):
+    inserted: int
+
+
+class TransferCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Sku
+    from_location: str = Code
+    to_location: str = Code
+    quantity: int = Field(gt=0, le=MAX_QUANTITY)
+    reference: str | None = Text
+
+
+class TransferRead(BaseModel):
+    transfer_id: uuid.UUID
+    movements: list[MovementRead]
+    balances: list[BalanceRead]
+
+
+class StockItem(BalanceRead):
+    reorder_point: int | None
+
+
+class StockPage(BaseModel):
+    items: list[StockItem]
+    next_cursor: str | None
+
+
+class ReservationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Sku
+    location: str = Code
+    quantity: int = Field(gt=0, le=MAX_QUANTITY)
+    expires_in_seconds: int = Field(default=DEFAULT_RESERVATION_SECONDS, ge=1, le=30 * 86400)
+    reference: str | None = Text
+
+
+class ReservationRead(BaseModel):
+    id: uuid.UUID
+    sku: str
+    location: str
+    quantity: int
+    status: Literal["active", "committed", "released", "expired"]
+    expires_at: datetime
+    reference: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReservationResult(BaseModel):
+    reservation: ReservationRead
+    balance: BalanceRead
+    movement: MovementRead | None = None
+
+
+class ReservationPage(BaseModel):
+    items: list[ReservationRead]
+    next_cursor: str | None

@@ -1,0 +1,164 @@
+"""The catalogue: products and locations, versioned and archived rather than deleted."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.auth.tokens import AccessClaims
+from stockyard.core.errors import PreconditionFailed
+from stockyard.inventory import repository as catalog_repository
+from stockyard.inventory.exceptions import CodeTaken, LocationNotFound, ProductNotFound, SkuTaken
+from stockyard.inventory.models import Location, Product
+from stockyard.inventory.schemas import (
+    LocationCreate,
+    LocationUpdate,
+    ProductCreate,
+    ProductUpdate,
+)
+
+
+async def create_product(
+    session: AsyncSession, principal: AccessClaims, *, body: ProductCreate
+) -> Product:
+    """A new product; its SKU is unique within the tenant (409 otherwise)."""
+    product = Product(tenant_id=principal.tenant_id, id=uuid.uuid4(), **body.model_dump())
+    try:
+        async with session.begin_nested():
+            await catalog_repository.add(session, product)
+    except IntegrityError:
+        raise SkuTaken() from None
+    await session.refresh(product)
+    return product
+
+
+async def get_product(
+    session: AsyncSession, principal: AccessClaims, *, product_id: uuid.UUID
+) -> Product:
+    del principal
+    product = await catalog_repository.get_product(session, product_id)
+    if product is None:
+        raise ProductNotFound()
+    return product
+
+
+async def list_products(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    q: str | None,
+    archived: bool | None,
+    after_sku: str | None,
+    limit: int,
+) -> list[Product]:
+    del principal
+    return await catalog_repository.list_products(
+        session, q=q, archived=archived, after_sku=after_sku, limit=limit
+    )
+
+
+async def update_product(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    product_id: uuid.UUID,
+    version: int,
+    body: ProductUpdate,
+) -> Product:
+    """Change the fields sent, only if the caller saw the current version."""
+    product = await get_product(session, principal, product_id=product_id)
+    if product.version != version:
+        raise PreconditionFailed()
+    for field, value in body.model_dump(exclude_unset=True).items():
+        if value is not None or field in {"description", "reorder_point"}:
+            setattr(product, field, value)
+    product.version += 1
+    product.updated_at = datetime.now(UTC)
+    await session.flush()
+    return product
+
+
+async def archive_product(
+    session: AsyncSession, principal: AccessClaims, *, product_id: uuid.UUID
+) -> None:
+    """DELETE archives: the ledger keeps pointing at the product, new movements are refused."""
+    product = await get_product(session, principal, product_id=product_id)
+    if product.archived_at is None:
+        product.archived_at = datetime.now(UTC)
+        product.version += 1
+        product.updated_at = product.archived_at
+        await session.flush()
+
+
+async def create_location(
+    session: AsyncSession, principal: AccessClaims, *, body: LocationCreate
+) -> Location:
+    """A new location; its code is unique within the tenant (409 otherwise)."""
+    location = Location(tenant_id=principal.tenant_id, id=uuid.uuid4(), **body.model_dump())
+    try:
+        async with session.begin_nested():
+            await catalog_repository.add(session, location)
+    except IntegrityError:
+        raise CodeTaken() from None
+    await session.refresh(location)
+    return location
+
+
+async def get_location(
+    session: AsyncSession, principal: AccessClaims, *, location_id: uuid.UUID
+) -> Location:
+    del principal
+    location = await catalog_repository.get_location(session, location_id)
+    if location is None:
+        raise LocationNotFound()
+    return location
+
+
+async def list_locations(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    q: str | None,
+    archived: bool | None,
+    after_code: str | None,
+    limit: int,
+) -> list[Location]:
+    del principal
+    return await catalog_repository.list_locations(
+        session, q=q, archived=archived, after_code=after_code, limit=limit
+    )
+
+
+async def update_location(
+    session: AsyncSession,
+    principal: AccessClaims,
+    *,
+    location_id: uuid.UUID,
+    version: int,
+    body: LocationUpdate,
+) -> Location:
+    """Rename a location, only if the caller saw the current version."""
+    location = await get_location(session, principal, location_id=location_id)
+    if location.version != version:
+        raise PreconditionFailed()
+    if body.name is not None:
+        location.name = body.name
+    location.version += 1
+    location.updated_at = datetime.now(UTC)
+    await session.flush()
+    return location
+
+
+async def archive_location(
+    session: AsyncSession, principal: AccessClaims, *, location_id: uuid.UUID
+) -> None:
+    """DELETE archives: history stays, new movements into or out of it are refused."""
+    location = await get_location(session, principal, location_id=location_id)
+    if location.archived_at is None:
+        location.archived_at = datetime.now(UTC)
+        location.version += 1
+        location.updated_at = location.archived_at
+        await session.flush()
