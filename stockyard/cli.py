@@ -200,5 +200,27 @@ def keys_list() -> None:
         typer.echo(f"{row.kid}\t{row.created_at:%Y-%m-%dT%H:%M:%SZ}\t{status}")
 
 
+@app.command()
+def check(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (slug).")] = None,
+) -> None:
+    """Recompute every balance from the ledger and report drift (exit 1 if any)."""
+    from stockyard.inventory import maintenance
+
+    with _runtime() as runtime:
+        drift = _with_owner_session(
+            runtime, lambda session: maintenance.find_drift(session, tenant_slug=tenant)
+        )
+    for row in drift:
+        typer.echo(
+            f"drift tenant={row.tenant_id} sku={row.sku} location={row.location} "
+            f"on_hand={row.on_hand} ledger={row.ledger_on_hand} "
+            f"reserved={row.reserved} held={row.held}"
+        )
+    if drift:
+        raise typer.Exit(1)
+    typer.echo("no drift: every balance equals its ledger and its active reservations")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -25,6 +25,7 @@ from stockyard.core.database import app_url, create_engine, create_sessionmaker
 from stockyard.core.logging import configure_logging
 from stockyard.core.redis import create_redis
 from stockyard.core.settings import Settings, get_settings
+from stockyard.inventory import maintenance
 from stockyard.inventory.endpoints import router as catalog_router
 from stockyard.inventory.ledger_endpoints import router as ledger_router
 from stockyard.tenants.endpoints import router as tenants_router
@@ -89,6 +90,15 @@ async def _revocation_sync_loop(services: Services) -> None:
         await asyncio.sleep(REVOCATION_SYNC_INTERVAL_SECONDS)
 
 
+async def _sweep_loop(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.sweep_interval_seconds)
+        try:
+            await maintenance.sweep(services.sessionmaker)
+        except Exception as exc:  # a failed sweep is retried next round, never fatal
+            log.warning("sweep_failed", error=type(exc).__name__)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -98,14 +108,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         app.state.services = services
         await services.keyring.load()
-        sync_task = asyncio.create_task(_revocation_sync_loop(services))
+        tasks = [
+            asyncio.create_task(_revocation_sync_loop(services)),
+            asyncio.create_task(_sweep_loop(services)),
+        ]
         log.info("api_started", version=__version__)
         try:
             yield
         finally:
-            sync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sync_task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await services.redis.aclose()
             await services.engine.dispose()
 

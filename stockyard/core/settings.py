@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(
         default=86400, ge=60, description="How long Idempotency-Key results are kept."
     )
+    sweep_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often expired reservations and keys are swept."
+    )
     redis_key_prefix: str = Field(
         default="", description="Prefix of every Redis key (lets several deployments share one)."
     )

@@ -14,9 +14,19 @@ from datetime import datetime
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-StagedMovement = tuple[int, str, str, str, int, str | None, str | None, datetime | None]
+StagedMovement = tuple[int, uuid.UUID, str, str, str, int, str | None, str | None, datetime | None]
 
-_STAGE_COLUMNS = ["idx", "sku", "location", "kind", "delta", "reason", "reference", "occurred_at"]
+_STAGE_COLUMNS = [
+    "idx",
+    "id",
+    "sku",
+    "location",
+    "kind",
+    "delta",
+    "reason",
+    "reference",
+    "occurred_at",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +52,7 @@ async def stage(session: AsyncSession, rows: Sequence[StagedMovement]) -> list[I
     await db.execute(
         """
         CREATE TEMP TABLE movement_stage (
-            idx integer, sku text, location text, kind text, delta bigint,
+            idx integer, id uuid, sku text, location text, kind text, delta bigint,
             reason text, reference text, occurred_at timestamptz
         ) ON COMMIT DROP
         """
@@ -152,7 +162,7 @@ async def apply(
         """
         INSERT INTO movement (tenant_id, id, product_id, location_id, delta, kind, reason,
                               reference, occurred_at, request_id, actor_id)
-        SELECT $1, gen_random_uuid(), product_id, location_id, delta, kind, reason, reference,
+        SELECT $1, id, product_id, location_id, delta, kind, reason, reference,
                coalesce(occurred_at, now()), $2, $3
         FROM movement_resolved
         ORDER BY idx

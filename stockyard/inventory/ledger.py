@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.auth.tokens import AccessClaims
+from stockyard.core.ids import new_id, new_ids
 from stockyard.inventory import bulk_repository, ledger_repository
 from stockyard.inventory import repository as catalog_repository
 from stockyard.inventory.exceptions import (
@@ -115,7 +116,7 @@ def _movement(
     now = datetime.now(UTC)
     return Movement(
         tenant_id=principal.tenant_id,
-        id=uuid.uuid4(),
+        id=new_id(),
         product_id=product.id,
         location_id=location.id,
         delta=delta,
@@ -242,6 +243,7 @@ async def ingest(
     rows = [
         (
             index,
+            movement_id,
             item.sku,
             item.location,
             item.kind,
@@ -250,7 +252,9 @@ async def ingest(
             item.reference,
             item.occurred_at,
         )
-        for index, item in enumerate(body.items)
+        for (index, item), movement_id in zip(
+            enumerate(body.items), new_ids(len(body.items)), strict=True
+        )
     ]
     problems = await bulk_repository.stage(session, rows)
     if problems:
@@ -400,7 +404,7 @@ async def _close(
     if commit:
         movement = Movement(
             tenant_id=principal.tenant_id,
-            id=uuid.uuid4(),
+            id=new_id(),
             product_id=reservation.product_id,
             location_id=reservation.location_id,
             delta=-reservation.quantity,

@@ -24,7 +24,11 @@ async def test_receipt_issue_adjustment_update_the_balance(inv: Inventory) -> No
     assert body["movement"]["delta"] == 10 and body["movement"]["kind"] == "receipt"
     assert body["movement"]["request_id"] == first.headers["X-Request-ID"]
     assert body["balance"] == {
-        "sku": sku, "location": loc, "on_hand": 10, "reserved": 0, "available": 10
+        "sku": sku,
+        "location": loc,
+        "on_hand": 10,
+        "reserved": 0,
+        "available": 10,
     }
     assert (await inv.move(sku, loc, "issue", 3)).json()["balance"]["on_hand"] == 7
     assert (await inv.move(sku, loc, "adjustment", -2)).json()["balance"]["on_hand"] == 5
@@ -98,7 +102,8 @@ async def test_opposite_transfers_race_without_deadlock_or_drift(inv: Inventory)
 
     async def transfer(source: str, target: str) -> httpx.Response:
         return await inv.post(
-            "/transfers", {"sku": sku, "from_location": source, "to_location": target, "quantity": 1}
+            "/transfers",
+            {"sku": sku, "from_location": source, "to_location": target, "quantity": 1},
         )
 
     responses = await asyncio.gather(
