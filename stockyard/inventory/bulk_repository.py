@@ -145,13 +145,29 @@ async def apply(
     )
     if short:
         return [ItemProblem(row["idx"], "insufficient stock") for row in short]
+    # Existing balances (locked above) take their net change with an UPDATE; an upsert would
+    # check the proposed new row, with a negative on_hand, against the CHECK before noticing
+    # the conflict.
+    await db.execute(
+        """
+        UPDATE balance b
+        SET on_hand = b.on_hand + n.delta, version = b.version + 1, updated_at = now()
+        FROM (SELECT product_id, location_id, sum(delta) AS delta
+              FROM movement_resolved GROUP BY product_id, location_id) n
+        WHERE b.product_id = n.product_id AND b.location_id = n.location_id
+        """
+    )
+    # New balances can only have a net change >= 0 here (checked above); one created
+    # concurrently since is topped up instead.
     await db.execute(
         """
         INSERT INTO balance (tenant_id, product_id, location_id, on_hand, reserved)
-        SELECT $1, product_id, location_id, sum(delta), 0
-        FROM movement_resolved
-        GROUP BY product_id, location_id
-        ORDER BY product_id, location_id
+        SELECT $1, n.product_id, n.location_id, n.delta, 0
+        FROM (SELECT product_id, location_id, sum(delta) AS delta
+              FROM movement_resolved GROUP BY product_id, location_id) n
+        WHERE NOT EXISTS (SELECT 1 FROM balance b
+                          WHERE b.product_id = n.product_id AND b.location_id = n.location_id)
+        ORDER BY n.product_id, n.location_id
         ON CONFLICT (tenant_id, product_id, location_id) DO UPDATE
             SET on_hand = balance.on_hand + EXCLUDED.on_hand,
                 version = balance.version + 1, updated_at = now()

@@ -165,3 +165,12 @@ async def test_viewer_reads_but_cannot_write(client: httpx.AsyncClient, inv: Inv
     )
     assert denied.status_code == 403
     assert (await client.get("/api/v1/stock", headers=bearer(viewer_token))).status_code == 200
+
+
+async def test_bulk_issue_against_an_existing_balance(inv: Inventory) -> None:
+    sku = (await inv.product())["sku"]
+    loc = (await inv.location())["code"]
+    await inv.receive(sku, loc, 5)
+    response = await inv.post("/movements/bulk", {"items": [_item(sku, loc, "issue", 2)]})
+    assert response.status_code == 201, response.text
+    assert (await inv.balance(sku, loc))["on_hand"] == 3

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from tests.crew import Crew, add_client, add_user
 from tests.helpers import PASSWORD
+from tests.inventory.helpers import Inventory
 
 PRINCIPALS = (
     "owner",
@@ -63,11 +64,41 @@ def _new_tenant_body() -> dict[str, Any]:
     }
 
 
+async def _fresh_product(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
+    product = await Inventory(client, crew.tenant).product()
+    return {"product_id": product["id"], "headers": {"If-Match": '"1"'}}
+
+
+async def _fresh_location(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
+    location = await Inventory(client, crew.tenant).location()
+    return {"location_id": location["id"], "headers": {"If-Match": '"1"'}}
+
+
+async def _stocked(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
+    inv = Inventory(client, crew.tenant)
+    sku = (await inv.product())["sku"]
+    source, target = (await inv.location())["code"], (await inv.location())["code"]
+    await inv.receive(sku, source, 10)
+    return {"sku": sku, "source": source, "target": target}
+
+
+async def _reserved(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
+    stocked = await _stocked(client, crew)
+    held = await Inventory(client, crew.tenant).post(
+        "/reservations", {"sku": stocked["sku"], "location": stocked["source"], "quantity": 1}
+    )
+    return {"reservation_id": held.json()["reservation"]["id"]}
+
+
+def _movement_body(ctx: dict[str, Any]) -> dict[str, Any]:
+    return {"sku": ctx["sku"], "location": ctx["source"], "kind": "issue", "quantity": 1}
+
+
 @dataclass
 class Row:
     expect: dict[str, int]
     prepare: Prepare = _nothing
-    json: Callable[[], dict[str, Any]] | None = None
+    json: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     form: dict[str, str] | None = None
     params: dict[str, str] = field(default_factory=dict)
 
@@ -82,6 +113,8 @@ def _statuses(ok: int, *, allowed: set[str], other_tenant: int | None = None) ->
 
 
 USER_ADMINS = {"owner", "admin"}
+READERS = {"owner", "admin", "member", "viewer", "client_read", "client_rw"}
+WRITERS = {"owner", "admin", "member", "client_rw"}
 EVERY_USER = {"owner", "admin", "member", "viewer"}
 EVERYONE = set(PRINCIPALS)
 PUBLIC = dict.fromkeys(PRINCIPALS, 200)
@@ -89,7 +122,9 @@ PUBLIC = dict.fromkeys(PRINCIPALS, 200)
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(PUBLIC),
     ("GET", "/.well-known/jwks.json"): Row(PUBLIC),
-    ("POST", "/api/v1/tenants"): Row(dict.fromkeys(PRINCIPALS, 201), json=_new_tenant_body),
+    ("POST", "/api/v1/tenants"): Row(
+        dict.fromkeys(PRINCIPALS, 201), json=lambda _: _new_tenant_body()
+    ),
     ("POST", "/api/v1/auth/token"): Row(
         dict.fromkeys(PRINCIPALS, 400), form={"grant_type": "refresh_token", "refresh_token": "x"}
     ),
@@ -97,17 +132,19 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/me"): Row(_statuses(200, allowed=EVERYONE)),
     ("POST", "/api/v1/me/password"): Row(
         _statuses(204, allowed=EVERY_USER),
-        json=lambda: {"current_password": PASSWORD, "new_password": PASSWORD},
+        json=lambda _: {"current_password": PASSWORD, "new_password": PASSWORD},
     ),
     ("GET", "/api/v1/users"): Row(_statuses(200, allowed=USER_ADMINS)),
-    ("POST", "/api/v1/users"): Row(_statuses(201, allowed=USER_ADMINS), json=_new_user_body),
+    ("POST", "/api/v1/users"): Row(
+        _statuses(201, allowed=USER_ADMINS), json=lambda _: _new_user_body()
+    ),
     ("GET", "/api/v1/users/{user_id}"): Row(
         _statuses(200, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_member
     ),
     ("PATCH", "/api/v1/users/{user_id}"): Row(
         _statuses(200, allowed=USER_ADMINS, other_tenant=404),
         prepare=_fresh_member,
-        json=lambda: {"name": "Renamed"},
+        json=lambda _: {"name": "Renamed"},
     ),
     ("DELETE", "/api/v1/users/{user_id}"): Row(
         _statuses(204, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_member
@@ -115,10 +152,78 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/clients"): Row(_statuses(200, allowed=USER_ADMINS)),
     ("POST", "/api/v1/clients"): Row(
         _statuses(201, allowed=USER_ADMINS),
-        json=lambda: {"name": "matrix", "scopes": ["inventory:read"]},
+        json=lambda _: {"name": "matrix", "scopes": ["inventory:read"]},
     ),
     ("DELETE", "/api/v1/clients/{client_id}"): Row(
         _statuses(204, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_client
+    ),
+    ("GET", "/api/v1/products"): Row(_statuses(200, allowed=READERS)),
+    ("POST", "/api/v1/products"): Row(
+        _statuses(201, allowed=WRITERS),
+        json=lambda _: {"sku": f"M-{secrets.token_hex(4)}", "name": "Matrix"},
+    ),
+    ("GET", "/api/v1/products/{product_id}"): Row(
+        _statuses(200, allowed=READERS, other_tenant=404), prepare=_fresh_product
+    ),
+    ("PATCH", "/api/v1/products/{product_id}"): Row(
+        _statuses(200, allowed=WRITERS, other_tenant=404),
+        prepare=_fresh_product,
+        json=lambda _: {"name": "Renamed"},
+    ),
+    ("DELETE", "/api/v1/products/{product_id}"): Row(
+        _statuses(204, allowed=WRITERS, other_tenant=404), prepare=_fresh_product
+    ),
+    ("GET", "/api/v1/locations"): Row(_statuses(200, allowed=READERS)),
+    ("POST", "/api/v1/locations"): Row(
+        _statuses(201, allowed=WRITERS),
+        json=lambda _: {"code": f"M-{secrets.token_hex(4)}", "name": "Matrix"},
+    ),
+    ("GET", "/api/v1/locations/{location_id}"): Row(
+        _statuses(200, allowed=READERS, other_tenant=404), prepare=_fresh_location
+    ),
+    ("PATCH", "/api/v1/locations/{location_id}"): Row(
+        _statuses(200, allowed=WRITERS, other_tenant=404),
+        prepare=_fresh_location,
+        json=lambda _: {"name": "Renamed"},
+    ),
+    ("DELETE", "/api/v1/locations/{location_id}"): Row(
+        _statuses(204, allowed=WRITERS, other_tenant=404), prepare=_fresh_location
+    ),
+    ("POST", "/api/v1/movements"): Row(
+        _statuses(201, allowed=WRITERS, other_tenant=404), prepare=_stocked, json=_movement_body
+    ),
+    # Another tenant's batch names SKUs it does not have: 422 with the items' indexes.
+    ("POST", "/api/v1/movements/bulk"): Row(
+        _statuses(201, allowed=WRITERS, other_tenant=422),
+        prepare=_stocked,
+        json=lambda ctx: {"items": [_movement_body(ctx)]},
+    ),
+    ("GET", "/api/v1/movements"): Row(_statuses(200, allowed=READERS)),
+    ("POST", "/api/v1/transfers"): Row(
+        _statuses(201, allowed=WRITERS, other_tenant=404),
+        prepare=_stocked,
+        json=lambda ctx: {
+            "sku": ctx["sku"],
+            "from_location": ctx["source"],
+            "to_location": ctx["target"],
+            "quantity": 1,
+        },
+    ),
+    ("GET", "/api/v1/stock"): Row(_statuses(200, allowed=READERS)),
+    ("POST", "/api/v1/reservations"): Row(
+        _statuses(201, allowed=WRITERS, other_tenant=404),
+        prepare=_stocked,
+        json=lambda ctx: {"sku": ctx["sku"], "location": ctx["source"], "quantity": 1},
+    ),
+    ("GET", "/api/v1/reservations"): Row(_statuses(200, allowed=READERS)),
+    ("GET", "/api/v1/reservations/{reservation_id}"): Row(
+        _statuses(200, allowed=READERS, other_tenant=404), prepare=_reserved
+    ),
+    ("POST", "/api/v1/reservations/{reservation_id}/commit"): Row(
+        _statuses(200, allowed=WRITERS, other_tenant=404), prepare=_reserved
+    ),
+    ("POST", "/api/v1/reservations/{reservation_id}/release"): Row(
+        _statuses(200, allowed=WRITERS, other_tenant=404), prepare=_reserved
     ),
 }
 
@@ -144,14 +249,14 @@ async def test_permission_matrix(client: httpx.AsyncClient, crew: Crew) -> None:
     for (method, template), row in MATRIX.items():
         for principal in PRINCIPALS:
             prepared = await row.prepare(client, crew)
-            headers = {**prepared.pop("headers", {}), **crew.headers(principal)}
-            path = template.format(**prepared)
+            headers = {**prepared.get("headers", {}), **crew.headers(principal)}
+            path = template.format(**{k: v for k, v in prepared.items() if k != "headers"})
             response = await client.request(
                 method,
                 path,
                 headers=headers,
                 params=row.params,
-                json=row.json() if row.json else None,
+                json=row.json(prepared) if row.json else None,
                 data=row.form,
             )
             expected = row.expect[principal]
