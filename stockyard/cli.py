@@ -27,6 +27,10 @@ tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage token signing keys.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+staff_app = typer.Typer(help="Manage platform staff (support engineers).", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit trail upkeep.", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+app.add_typer(audit_app, name="audit")
 
 T = TypeVar("T")
 
@@ -198,6 +202,77 @@ def keys_list() -> None:
             "current" if row.retires_at is None else f"retires {row.retires_at:%Y-%m-%dT%H:%M:%SZ}"
         )
         typer.echo(f"{row.kid}\t{row.created_at:%Y-%m-%dT%H:%M:%SZ}\t{status}")
+
+
+@staff_app.command("create")
+def staff_create(
+    email: Annotated[str, typer.Option(help="The engineer's email (their sign-in name).")],
+    role: Annotated[str, typer.Option(help="Staff role.")] = "support",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a support engineer account: signs in with no tenant, reads only the audit trail."""
+    from stockyard.audit import service as audit_service
+    from stockyard.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
+    from stockyard.auth.service import normalize_email
+    from stockyard.core.errors import AppError
+
+    if role != "support":
+        typer.echo("stockyard: invalid --role: only 'support' exists", err=True)
+        raise typer.Exit(2)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        typer.echo(f"stockyard: the password needs {MIN_PASSWORD_LENGTH}+ characters", err=True)
+        raise typer.Exit(2)
+
+    async def work(session: AsyncSession) -> None:
+        await audit_service.create_staff(
+            session, email=normalize_email(email), password_hash=await hash_password(password)
+        )
+
+    with _runtime() as runtime:
+        try:
+            _with_owner_session(runtime, work)
+        except AppError as exc:
+            typer.echo(f"stockyard: {exc.message}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"created staff {normalize_email(email)} (support)")
+
+
+@app.command()
+def trace(request_id: Annotated[str, typer.Argument(help="The X-Request-ID to follow.")]) -> None:
+    """Every audit event of one request, across tenants (for operators with database access)."""
+    from stockyard.audit import repository as audit_repository
+
+    with _runtime() as runtime:
+        rows = _with_owner_session(runtime, lambda s: audit_repository.trace(s, request_id))
+    if not rows:
+        typer.echo(f"no audit events for request {request_id}")
+        raise typer.Exit(1)
+    for row in rows:
+        typer.echo(
+            f"{row.occurred_at:%Y-%m-%dT%H:%M:%S.%fZ} tenant={row.tenant_slug or row.tenant_id} "
+            f"actor={row.actor_type}:{row.actor_id} action={row.action} status={row.status} "
+            f"resource={row.resource_type}:{row.resource_id}"
+        )
+
+
+@audit_app.command("ensure-partitions")
+def audit_ensure_partitions(
+    months_ahead: Annotated[int, typer.Option(min=0, max=36)] = 3,
+) -> None:
+    """Create the audit trail's monthly partitions ahead of time (run monthly, e.g. by cron)."""
+    from stockyard.audit import repository as audit_repository
+
+    with _runtime() as runtime:
+        created = _with_owner_session(
+            runtime, lambda s: audit_repository.ensure_partitions(s, months_ahead=months_ahead)
+        )
+    typer.echo("created: " + (", ".join(created) if created else "nothing (all present)"))
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -13,8 +13,10 @@ from fastapi import FastAPI
 from stockyard import __version__
 from stockyard.api.errors import install_error_handlers
 from stockyard.api.health import router as health_router
+from stockyard.api.metrics import router as metrics_router
 from stockyard.api.middleware import RequestContextMiddleware
 from stockyard.api.services import Services
+from stockyard.audit.endpoints import router as audit_router
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.admin_endpoints import router as admin_router
 from stockyard.auth.endpoints import router as auth_router
@@ -78,25 +80,32 @@ async def sync_revocations(services: Services) -> None:
     log.info("revocations_seeded", count=len(revoked))
 
 
-async def _revocation_sync_loop(services: Services) -> None:
-    while True:
+async def _every(
+    interval: float, stopping: asyncio.Event, job: Callable[[], Awaitable[None]], name: str
+) -> None:
+    """Run `job` every `interval` seconds until shutdown. Shutdown waits for a running job to
+    finish rather than cancelling it mid-query (a cancelled query can wedge its connection)."""
+    while not stopping.is_set():
         try:
-            # ping() flags a reseed when it sees Redis come back.
-            if await services.limiter.ping() and services.limiter.needs_reseed:
-                await sync_revocations(services)
-        except Exception as exc:  # the loop must outlive any outage it is there to repair
-            log.warning("revocation_sync_failed", error=type(exc).__name__)
+            await job()
+        except Exception as exc:  # the loop must outlive the outages it is there to repair
+            log.warning("background_job_failed", job=name, error=type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=interval)
+
+
+async def _sweep(services: Services) -> None:
+    await maintenance.sweep(services.sessionmaker)
+
+
+async def _sync_revocations_if_needed(services: Services) -> None:
+    # ping() flags a reseed when it sees Redis come back.
+    if await services.limiter.ping() and services.limiter.needs_reseed:
+        try:
+            await sync_revocations(services)
+        except Exception:
             services.limiter.needs_reseed = True
-        await asyncio.sleep(REVOCATION_SYNC_INTERVAL_SECONDS)
-
-
-async def _sweep_loop(services: Services) -> None:
-    while True:
-        await asyncio.sleep(services.settings.sweep_interval_seconds)
-        try:
-            await maintenance.sweep(services.sessionmaker)
-        except Exception as exc:  # a failed sweep is retried next round, never fatal
-            log.warning("sweep_failed", error=type(exc).__name__)
+            raise
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -108,19 +117,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         app.state.services = services
         await services.keyring.load()
+        stopping = asyncio.Event()
         tasks = [
-            asyncio.create_task(_revocation_sync_loop(services)),
-            asyncio.create_task(_sweep_loop(services)),
+            asyncio.create_task(
+                _every(
+                    REVOCATION_SYNC_INTERVAL_SECONDS,
+                    stopping,
+                    lambda: _sync_revocations_if_needed(services),
+                    "revocation_sync",
+                )
+            ),
+            asyncio.create_task(
+                _every(
+                    settings.sweep_interval_seconds,
+                    stopping,
+                    lambda: _sweep(services),
+                    "sweep",
+                )
+            ),
         ]
         log.info("api_started", version=__version__)
         try:
             yield
         finally:
-            for task in tasks:
+            stopping.set()
+            _, pending = await asyncio.wait(tasks, timeout=10)
+            for task in pending:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             await services.redis.aclose()
             await services.engine.dispose()
 
@@ -139,4 +162,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(catalog_router)
     app.include_router(ledger_router)
+    app.include_router(audit_router)
+    app.include_router(metrics_router)
     return app

@@ -12,6 +12,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stockyard.audit import service as audit_service
+from stockyard.auth.tokens import AccessClaims
 from stockyard.core.errors import AppError, DatabaseUnavailable, ErrorDetails
 
 log = structlog.get_logger()
@@ -48,10 +50,33 @@ def _request_id(request: Request) -> str | None:
     return request_id if isinstance(request_id, str) else None
 
 
+# Failures of an authenticated tenant request that the tenant's audit log keeps.
+AUDITED_STATUSES = {403: "request.denied", 409: "request.rejected", 412: "request.rejected"}
+
+
+async def _audit_failure(request: Request, exc: AppError) -> None:
+    claims = request.scope.get("state", {}).get("claims")
+    action = AUDITED_STATUSES.get(exc.status_code)
+    if action is None or not isinstance(claims, AccessClaims) or claims.is_staff:
+        return
+    route = getattr(request.scope.get("route"), "path", None)
+    await audit_service.record_apart(
+        request.app.state.services.sessionmaker,
+        tenant_id=claims.tenant_id,
+        actor_type="client" if claims.is_client else "user",
+        actor_id=claims.subject,
+        action=action,
+        status=exc.status_code,
+        resource_type=route,
+        details={"code": exc.code, "method": request.method},
+    )
+
+
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     if exc.status_code >= 500:
         log.warning("service_unavailable", code=exc.code)
+    await _audit_failure(request, exc)
     return envelope_response(
         status=exc.status_code,
         code=exc.code,

@@ -40,6 +40,15 @@ async def _probe(check: Coroutine[Any, Any, bool]) -> Status:
     return "ok" if ok else "down"
 
 
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+@router.get("/livez", response_model=Liveness, summary="The process answers (no dependencies)")
+async def read_liveness() -> Liveness:
+    return Liveness(status="ok")
+
+
 @router.get(
     "/health",
     response_model=Health,

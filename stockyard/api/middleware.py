@@ -18,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stockyard.api.errors import envelope_response
+from stockyard.core import metrics
 
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -81,11 +82,17 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_request_id)
         finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
             fields: dict[str, Any] = {
                 "method": scope["method"],
-                "route": _route_template(scope),
+                "route": route,
                 "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "duration_ms": round(elapsed * 1000, 2),
             }
             log.info("request", **fields)
+            metrics.REQUESTS.labels(scope["method"], route, str(status)).inc()
+            metrics.LATENCY.labels(scope["method"], route).observe(elapsed)
+            if status == 429:
+                metrics.RATE_LIMITED.inc()
             structlog.contextvars.clear_contextvars()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.api.services import Services
+from stockyard.audit import service as audit_service
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.models import ApiClient
 from stockyard.auth.service import hash_client_secret
@@ -30,6 +31,15 @@ async def create_client(
         created_at=datetime.now(UTC),
     )
     await auth_repository.add(session, client)
+    await audit_service.record(
+        session,
+        principal,
+        action="client.create",
+        resource_type="api_client",
+        resource_id=client.id,
+        status=201,
+        details={"scopes": client.scopes},
+    )
     return client, secret
 
 
@@ -48,10 +58,17 @@ async def delete_client(
     session: AsyncSession, services: Services, principal: AccessClaims, *, client_id: uuid.UUID
 ) -> None:
     """Revoke a client: its tokens stop working on their next request."""
-    del principal
     client = await auth_repository.get_client(session, client_id)
     if client is None or client.revoked_at is not None:
         raise NotFound("No such API client.")
     client.revoked_at = datetime.now(UTC)
     await session.flush()
+    await audit_service.record(
+        session,
+        principal,
+        action="client.delete",
+        resource_type="api_client",
+        resource_id=client.id,
+        status=204,
+    )
     await services.limiter.revoke([client.id])

@@ -72,7 +72,14 @@ async def issue_token(
     client_secret: FormField = None,
 ) -> TokenResponse:
     response.headers.update(NO_STORE)
-    if grant_type == "password":
+    if grant_type == "password" and not tenant:
+        # No tenant: a platform support engineer signing in.
+        fields = _required(username=username, password=password)
+        await limit_login(services, tenant="", username=fields["username"])
+        pair = await auth_service.staff_password_grant(
+            session, services, email=fields["username"], password=fields["password"]
+        )
+    elif grant_type == "password":
         fields = _required(username=username, password=password, tenant=tenant)
         await limit_login(services, tenant=fields["tenant"], username=fields["username"])
         pair = await auth_service.password_grant(

@@ -14,7 +14,12 @@ from stockyard.auth.tokens import AccessClaims
 
 
 async def is_session_revoked(session: AsyncSession, claims: AccessClaims) -> bool:
-    """Whether the token's family (or API client) no longer exists or was revoked."""
+    """Whether the token's family (or API client, or staff account) was revoked."""
+    if claims.is_staff:
+        active = await session.scalar(
+            text("SELECT stockyard_staff_is_active(:id)"), {"id": claims.subject}
+        )
+        return not active
     if claims.is_client:
         revoked_at = await session.execute(
             select(ApiClient.revoked_at).where(ApiClient.id == claims.session_id)

@@ -18,6 +18,7 @@ class Scope(StrEnum):
     USERS_ADMIN = "users:admin"
     CLIENTS_ADMIN = "clients:admin"
     AUDIT_READ = "audit:read"
+    SUPPORT_READ = "support:read"
 
 
 ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
@@ -43,3 +44,5 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
 CLIENT_GRANTABLE_SCOPES = frozenset({Scope.INVENTORY_READ, Scope.INVENTORY_WRITE})
 
 CLIENT_ROLE = "client"
+STAFF_ROLE = "staff"
+STAFF_SCOPES = frozenset({Scope.SUPPORT_READ})

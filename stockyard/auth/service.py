@@ -12,17 +12,22 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.api.services import Services
+from stockyard.audit import repository as audit_repository
+from stockyard.audit import service as audit_service
+from stockyard.audit.models import PLATFORM_TENANT_ID, AuditEvent
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.exceptions import InvalidClient, InvalidGrant, RefreshTokenReused
 from stockyard.auth.models import RefreshToken, TokenFamily, User
 from stockyard.auth.passwords import verify_password
-from stockyard.auth.scopes import CLIENT_ROLE, ROLE_SCOPES, Role
+from stockyard.auth.scopes import CLIENT_ROLE, ROLE_SCOPES, STAFF_ROLE, STAFF_SCOPES, Role
 from stockyard.auth.tokens import (
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
     tenant_of_refresh_token,
 )
+from stockyard.core import metrics
+from stockyard.core.ids import new_id
 from stockyard.tenants import repository as tenant_repository
 
 log = structlog.get_logger()
@@ -114,8 +119,39 @@ async def password_grant(
     valid = await verify_password(password, user.password_hash if user else None)
     if user is None or not valid or not user.is_active:
         log.info("login_failed", tenant=tenant_slug)
+        if tenant_id is not None:
+            await audit_service.record_apart(
+                services.sessionmaker,
+                tenant_id=tenant_id,
+                actor_type="user",
+                actor_id=user.id if user else None,
+                action="auth.login_failed",
+                status=400,
+                details={"reason": "inactive" if user and valid else "bad_credentials"},
+            )
         raise InvalidGrant("The email, password or tenant is wrong.")
     return await _start_family(session, services, user)
+
+
+async def staff_password_grant(
+    session: AsyncSession, services: Services, *, email: str, password: str
+) -> TokenPair:
+    """Sign a support engineer in: a short-lived token for the support routes only, with no
+    tenant and no refresh token."""
+    staff = await audit_repository.staff_for_login(session, normalize_email(email))
+    valid = await verify_password(password, staff.password_hash if staff else None)
+    if staff is None or not valid or not staff.is_active:
+        log.info("staff_login_failed")
+        raise InvalidGrant("The email or password is wrong.")
+    return await _issue(
+        services,
+        subject=staff.id,
+        tenant_id=PLATFORM_TENANT_ID,
+        session_id=uuid.uuid4(),
+        role=STAFF_ROLE,
+        scopes=STAFF_SCOPES,
+        refresh_token=None,
+    )
 
 
 async def refresh_grant(
@@ -145,6 +181,22 @@ async def refresh_grant(
             )
             await services.limiter.revoke(revoked)
             log.warning("refresh_reuse_detected", family_id=str(family.id))
+            metrics.REFRESH_REUSE.inc()
+            await audit_repository.add(
+                session,
+                AuditEvent(
+                    tenant_id=tenant_id,
+                    id=new_id(),
+                    occurred_at=now,
+                    request_id=audit_service.current_request_id(),
+                    actor_type="user",
+                    actor_id=family.user_id,
+                    action="auth.refresh_reuse_detected",
+                    resource_type="token_family",
+                    resource_id=str(family.id),
+                    status=400,
+                ),
+            )
             raise RefreshTokenReused("This refresh token was already used; the session is revoked.")
         # Tolerated: the client lost the race with itself. Rotate on from the newest token.
         parent = child

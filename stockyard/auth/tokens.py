@@ -36,6 +36,10 @@ class AccessClaims:
     def is_client(self) -> bool:
         return self.role == "client"
 
+    @property
+    def is_staff(self) -> bool:
+        return self.role == "staff"
+
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:

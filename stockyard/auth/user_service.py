@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.api.services import Services
+from stockyard.audit import service as audit_service
 from stockyard.auth import repository as auth_repository
 from stockyard.auth import service as auth_service
 from stockyard.auth.exceptions import EmailTaken, LastOwner, RoleNotAllowed, WrongPassword
@@ -65,6 +66,15 @@ async def create_user(session: AsyncSession, principal: AccessClaims, *, body: U
             await auth_repository.add(session, user)
     except IntegrityError:
         raise EmailTaken() from None
+    await audit_service.record(
+        session,
+        principal,
+        action="user.create",
+        resource_type="user",
+        resource_id=user.id,
+        status=201,
+        details={"role": user.role},
+    )
     return user
 
 
@@ -102,6 +112,15 @@ async def update_user(
     user.version += 1
     user.updated_at = datetime.now(UTC)
     await session.flush()
+    await audit_service.record(
+        session,
+        principal,
+        action="user.deactivate" if deactivated else "user.update",
+        resource_type="user",
+        resource_id=user.id,
+        status=200,
+        details={"changed": sorted(body.model_fields_set), "role": user.role},
+    )
     if role_changed or deactivated:
         await auth_service.revoke_user_sessions(
             session,
@@ -147,6 +166,14 @@ async def change_own_password(
     user.version += 1
     user.updated_at = datetime.now(UTC)
     await session.flush()
+    await audit_service.record(
+        session,
+        principal,
+        action="user.password_change",
+        resource_type="user",
+        resource_id=user.id,
+        status=204,
+    )
     await auth_service.revoke_user_sessions(
         session,
         services,

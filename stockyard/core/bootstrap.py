@@ -72,6 +72,7 @@ def migrate(settings: Settings, database_url: URL | None = None) -> None:
 
 
 async def _after_upgrade(settings: Settings, url: URL) -> None:
+    from stockyard.audit import repository as audit_repository
     from stockyard.auth import keys
 
     if settings.secret_key is None:
@@ -83,6 +84,7 @@ async def _after_upgrade(settings: Settings, url: URL) -> None:
                 # Not a bind parameter: ALTER ROLE takes no parameters; quote it as a literal.
                 password = settings.app_database_password.get_secret_value().replace("'", "''")
                 await session.execute(text(f"ALTER ROLE {APP_ROLE} PASSWORD '{password}'"))
+            await audit_repository.ensure_partitions(session)
             await keys.ensure_current_key(
                 session,
                 secret_key=settings.secret_key.get_secret_value(),

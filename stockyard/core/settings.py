@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated proxy addresses/networks whose X-Forwarded-For is believed.",
     )
+    rate_limit_enabled: bool = Field(
+        default=True,
+        description="Per-token limiting in Redis; false (limits at a gateway) checks "
+        "revocation in PostgreSQL instead.",
+    )
     rate_limit_fail_open: bool = Field(
         default=True,
         description="When Redis is down: true lets requests through, false answers 503.",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockyard.audit import service as audit_service
 from stockyard.auth.tokens import AccessClaims
 from stockyard.core.ids import new_id, new_ids
 from stockyard.inventory import bulk_repository, ledger_repository
@@ -177,6 +178,15 @@ async def record_movement(
         reference=body.reference,
     )
     await ledger_repository.add_movements(session, [movement])
+    await audit_service.record(
+        session,
+        principal,
+        action="movement.create",
+        resource_type="movement",
+        resource_id=movement.id,
+        status=201,
+        details={"sku": product.sku, "location": location.code, "delta": body.delta},
+    )
     return MovementResult(
         movement=movement_read(movement, product.sku, location.code),
         balance=_balance_read(product, location, balance),
@@ -219,6 +229,20 @@ async def transfer(
         for location, delta in ((source, -body.quantity), (target, body.quantity))
     ]
     await ledger_repository.add_movements(session, movements)
+    await audit_service.record(
+        session,
+        principal,
+        action="transfer.create",
+        resource_type="transfer",
+        resource_id=transfer_id,
+        status=201,
+        details={
+            "sku": product.sku,
+            "from": source.code,
+            "to": target.code,
+            "quantity": body.quantity,
+        },
+    )
     return TransferRead(
         transfer_id=transfer_id,
         movements=[
@@ -269,6 +293,14 @@ async def ingest(
             "Some balances would fall below what is reserved.",
             details={"items": [{"index": p.index, "reason": p.reason} for p in short]},
         )
+    await audit_service.record(
+        session,
+        principal,
+        action="movement.bulk",
+        resource_type="movement",
+        status=201,
+        details={"inserted": len(rows)},
+    )
     return len(rows)
 
 
@@ -366,6 +398,15 @@ async def reserve(
         updated_at=now,
     )
     await ledger_repository.add_reservation(session, reservation)
+    await audit_service.record(
+        session,
+        principal,
+        action="reservation.create",
+        resource_type="reservation",
+        resource_id=reservation.id,
+        status=201,
+        details={"sku": product.sku, "location": location.code, "quantity": body.quantity},
+    )
     return ReservationResult(
         reservation=reservation_read(reservation, product.sku, location.code),
         balance=_balance_read(product, location, balance),
@@ -418,6 +459,14 @@ async def _close(
         await ledger_repository.add_movements(session, [movement])
         movement_out = movement_read(movement, sku, code)
     await session.flush()
+    await audit_service.record(
+        session,
+        principal,
+        action=f"reservation.{'commit' if commit else 'release'}",
+        resource_type="reservation",
+        resource_id=reservation.id,
+        status=200,
+    )
     return ReservationResult(
         reservation=reservation_read(reservation, sku, code),
         balance=BalanceRead(

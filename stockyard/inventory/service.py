@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockyard.audit import service as audit_service
 from stockyard.auth.tokens import AccessClaims
 from stockyard.core.errors import PreconditionFailed
 from stockyard.inventory import repository as catalog_repository
@@ -32,6 +33,15 @@ async def create_product(
     except IntegrityError:
         raise SkuTaken() from None
     await session.refresh(product)
+    await audit_service.record(
+        session,
+        principal,
+        action="product.create",
+        resource_type="product",
+        resource_id=product.id,
+        status=201,
+        details={"sku": product.sku},
+    )
     return product
 
 
@@ -78,6 +88,15 @@ async def update_product(
     product.version += 1
     product.updated_at = datetime.now(UTC)
     await session.flush()
+    await audit_service.record(
+        session,
+        principal,
+        action="product.update",
+        resource_type="product",
+        resource_id=product.id,
+        status=200,
+        details={"changed": sorted(body.model_fields_set)},
+    )
     return product
 
 
@@ -91,6 +110,14 @@ async def archive_product(
         product.version += 1
         product.updated_at = product.archived_at
         await session.flush()
+        await audit_service.record(
+            session,
+            principal,
+            action="product.archive",
+            resource_type="product",
+            resource_id=product.id,
+            status=204,
+        )
 
 
 async def create_location(
@@ -104,6 +131,15 @@ async def create_location(
     except IntegrityError:
         raise CodeTaken() from None
     await session.refresh(location)
+    await audit_service.record(
+        session,
+        principal,
+        action="location.create",
+        resource_type="location",
+        resource_id=location.id,
+        status=201,
+        details={"code": location.code},
+    )
     return location
 
 
@@ -149,6 +185,14 @@ async def update_location(
     location.version += 1
     location.updated_at = datetime.now(UTC)
     await session.flush()
+    await audit_service.record(
+        session,
+        principal,
+        action="location.update",
+        resource_type="location",
+        resource_id=location.id,
+        status=200,
+    )
     return location
 
 
@@ -162,3 +206,11 @@ async def archive_location(
         location.version += 1
         location.updated_at = location.archived_at
         await session.flush()
+        await audit_service.record(
+            session,
+            principal,
+            action="location.archive",
+            resource_type="location",
+            resource_id=location.id,
+            status=204,
+        )

@@ -19,7 +19,7 @@ from stockyard.api.services import Services, get_services
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.guard import Authenticated, authenticate
 from stockyard.auth.limiter import Revocation
-from stockyard.core.errors import AppError, Unauthorized
+from stockyard.core.errors import AppError, Forbidden, Unauthorized
 from stockyard.tenants import repository as tenant_repository
 
 
@@ -48,15 +48,35 @@ async def get_tenant_session(
     auth: Annotated[Authenticated, Depends(authenticate)],
 ) -> AsyncIterator[AsyncSession]:
     claims = auth.claims
+    if claims.is_staff:
+        raise Forbidden("Staff tokens can't reach tenant data.")
     async with request_transaction(services) as session:
         await tenant_repository.set_current_tenant(session, claims.tenant_id)
         if auth.revocation is Revocation.UNKNOWN:
             revoked = await auth_repository.is_session_revoked(session, claims)
-            await services.limiter.remember(
-                claims.session_id, Revocation.REVOKED if revoked else Revocation.LIVE
-            )
+            if services.settings.rate_limit_enabled:
+                await services.limiter.remember(
+                    claims.session_id, Revocation.REVOKED if revoked else Revocation.LIVE
+                )
             if revoked:
                 raise Unauthorized("The session has been revoked.")
+        yield session
+
+
+async def get_support_session(
+    services: Annotated[Services, Depends(get_services)],
+    auth: Annotated[Authenticated, Depends(authenticate)],
+) -> AsyncIterator[AsyncSession]:
+    """A transaction for platform staff: no tenant, and the routes that use it switch to the
+    support role, which the database lets read the audit trail and nothing else."""
+    claims = auth.claims
+    if not claims.is_staff or "support:read" not in claims.scopes:
+        raise Forbidden("Support routes are for platform staff.")
+    async with request_transaction(services) as session:
+        if auth.revocation is Revocation.UNKNOWN and await auth_repository.is_session_revoked(
+            session, claims
+        ):
+            raise Unauthorized("The session has been revoked.")
         yield session
 
 
@@ -70,4 +90,5 @@ async def get_unscoped_session(
 
 
 TenantSession = Annotated[AsyncSession, Depends(get_tenant_session, scope="function")]
+SupportSession = Annotated[AsyncSession, Depends(get_support_session, scope="function")]
 UnscopedSession = Annotated[AsyncSession, Depends(get_unscoped_session, scope="function")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 import jwt
@@ -25,9 +26,16 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 
 async def run_cli(settings: Settings, *args: str, stdin: str | None = None) -> tuple[int, str]:
-    result = await asyncio.to_thread(
-        CliRunner().invoke, cli, list(args), env=cli_env(settings), input=stdin
-    )
+    """Invoke the CLI in-process; it configures logging for itself, so put ours back after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli, list(args), env=cli_env(settings), input=stdin
+        )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     return result.exit_code, result.output
 
 

@@ -210,3 +210,15 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(stack_factory
     assert await from_ip("203.0.113.1") == 400
     assert await from_ip("203.0.113.2") == 400  # another client behind the same proxy
     assert await from_ip("203.0.113.1") == 429
+
+
+async def test_limiter_disabled_still_enforces_revocation(stack_factory: Any) -> None:
+    stack = await stack_factory(
+        rate_limit_enabled=False, rate_limit_per_minute=1, rate_limit_burst=1
+    )
+    tenant = await signup(stack.client)
+    responses = [await me(stack.client, tenant.access_token) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert "RateLimit" not in responses[0].headers
+    await stack.client.post("/api/v1/auth/revoke", data={"token": tenant.refresh_token})
+    assert (await me(stack.client, tenant.access_token)).status_code == 401

@@ -90,6 +90,10 @@ async def _reserved(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
     return {"reservation_id": held.json()["reservation"]["id"]}
 
 
+async def _request_id(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
+    return {"request_id": "req-matrix-1"}
+
+
 def _movement_body(ctx: dict[str, Any]) -> dict[str, Any]:
     return {"sku": ctx["sku"], "location": ctx["source"], "kind": "issue", "quantity": 1}
 
@@ -121,6 +125,7 @@ PUBLIC = dict.fromkeys(PRINCIPALS, 200)
 
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(PUBLIC),
+    ("GET", "/livez"): Row(PUBLIC),
     ("GET", "/.well-known/jwks.json"): Row(PUBLIC),
     ("POST", "/api/v1/tenants"): Row(
         dict.fromkeys(PRINCIPALS, 201), json=lambda _: _new_tenant_body()
@@ -224,6 +229,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/api/v1/reservations/{reservation_id}/release"): Row(
         _statuses(200, allowed=WRITERS, other_tenant=404), prepare=_reserved
+    ),
+    ("GET", "/api/v1/audit"): Row(_statuses(200, allowed=USER_ADMINS)),
+    # Support routes are for platform staff only: every tenant token is refused.
+    ("GET", "/api/v1/support/requests/{request_id}"): Row(
+        _statuses(200, allowed=set(), other_tenant=403), prepare=_request_id
     ),
 }
 

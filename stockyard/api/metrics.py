@@ -1,0 +1,30 @@
+"""GET /metrics in the Prometheus text format, behind STOCKYARD_METRICS_TOKEN when set."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from stockyard.api.services import Services, get_services
+from stockyard.core import metrics
+from stockyard.core.errors import Unauthorized
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def read_metrics(
+    services: Annotated[Services, Depends(get_services)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    token = services.settings.metrics_token
+    if token is not None:
+        expected = f"Bearer {token.get_secret_value()}"
+        if authorization is None or not hmac.compare_digest(authorization, expected):
+            raise Unauthorized("A metrics token is required.")
+    metrics.DB_POOL_IN_USE.set(services.engine.pool.checkedout())  # type: ignore[attr-defined]
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

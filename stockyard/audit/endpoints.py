@@ -1,0 +1,85 @@
+"""The tenant's audit log (admins) and the support trace (platform staff)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from stockyard.api.openapi import AUTHENTICATED, error_responses
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, encode_cursor
+from stockyard.audit import repository as audit_repository
+from stockyard.audit import service as audit_service
+from stockyard.audit.schemas import AuditEventRead, AuditPage, RequestTrace, TraceEvent
+from stockyard.auth.dependencies import require
+from stockyard.auth.guard import Authenticated, authenticate
+from stockyard.auth.scopes import Scope
+from stockyard.auth.tokens import AccessClaims
+from stockyard.core.errors import ValidationFailed
+from stockyard.tenants.dependencies import SupportSession, TenantSession
+
+router = APIRouter(prefix="/api/v1")
+
+AuditReader = Annotated[AccessClaims, Depends(require(Scope.AUDIT_READ))]
+RequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+
+
+@router.get(
+    "/audit", response_model=AuditPage, tags=["audit"], responses=error_responses(*AUTHENTICATED)
+)
+async def list_audit_events(
+    session: TenantSession,
+    principal: AuditReader,
+    request_id: Annotated[str | None, Query(max_length=128)] = None,
+    actor_id: Annotated[uuid.UUID | None, Query()] = None,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[datetime | None, Query()] = None,
+    until: Annotated[datetime | None, Query()] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> AuditPage:
+    del principal
+    before = decode_cursor(cursor, 2)
+    try:
+        position = (datetime.fromisoformat(before[0]), uuid.UUID(before[1])) if before else None
+    except ValueError:
+        raise ValidationFailed("The cursor is not valid.") from None
+    events = await audit_repository.list_events(
+        session,
+        request_id=request_id,
+        actor_id=actor_id,
+        action=action,
+        since=since,
+        until=until,
+        before=position,
+        limit=limit + 1,
+    )
+    page = events[:limit]
+    next_cursor = (
+        encode_cursor(page[-1].occurred_at.isoformat(), str(page[-1].id))
+        if len(events) > limit
+        else None
+    )
+    return AuditPage(
+        items=[AuditEventRead.model_validate(e) for e in page], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/support/requests/{request_id}",
+    response_model=RequestTrace,
+    tags=["support"],
+    responses=error_responses(*AUTHENTICATED),
+)
+async def trace_request(
+    request_id: RequestIdPath,
+    session: SupportSession,
+    auth: Annotated[Authenticated, Depends(authenticate)],
+) -> RequestTrace:
+    rows = await audit_service.trace_for_staff(session, auth.claims, request_id=request_id)
+    return RequestTrace(
+        request_id=request_id,
+        events=[TraceEvent.model_validate(row, from_attributes=True) for row in rows],
+    )

@@ -1,0 +1,138 @@
+"""All SQL of the audit trail and platform staff."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.audit.models import AuditEvent, StaffUser
+from stockyard.core.settings import SUPPORT_ROLE
+from stockyard.migrations.rls import CURRENT_TENANT
+
+
+async def add(session: AsyncSession, event: AuditEvent) -> None:
+    session.add(event)
+    await session.flush()
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    request_id: str | None,
+    actor_id: uuid.UUID | None,
+    action: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[AuditEvent]:
+    """The tenant's events, newest first (row-level security keeps it to the tenant)."""
+    statement = select(AuditEvent)
+    if request_id is not None:
+        statement = statement.where(AuditEvent.request_id == request_id)
+    if actor_id is not None:
+        statement = statement.where(AuditEvent.actor_id == actor_id)
+    if action is not None:
+        statement = statement.where(AuditEvent.action == action)
+    if since is not None:
+        statement = statement.where(AuditEvent.occurred_at >= since)
+    if until is not None:
+        statement = statement.where(AuditEvent.occurred_at < until)
+    if before is not None:
+        statement = statement.where(
+            tuple_(AuditEvent.occurred_at, AuditEvent.id) < tuple_(before[0], before[1])
+        )
+    statement = statement.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
+    return list(await session.scalars(statement.limit(limit)))
+
+
+async def become_support(session: AsyncSession) -> None:
+    """For the rest of this transaction act as the support role: it reads audit events of
+    every tenant and tenant slugs, and nothing else in the database."""
+    await session.execute(text(f"SET LOCAL ROLE {SUPPORT_ROLE}"))
+
+
+async def trace(session: AsyncSession, request_id: str) -> list[Any]:
+    result = await session.execute(
+        text(
+            """
+            SELECT a.tenant_id, t.slug AS tenant_slug, a.occurred_at, a.actor_type, a.actor_id,
+                   a.action, a.resource_type, a.resource_id, a.status, a.details
+            FROM audit_event a LEFT JOIN tenant t ON t.id = a.tenant_id
+            WHERE a.request_id = :request_id
+            ORDER BY a.occurred_at, a.id
+            """
+        ),
+        {"request_id": request_id},
+    )
+    return list(result.all())
+
+
+async def staff_for_login(session: AsyncSession, email: str) -> Any | None:
+    result = await session.execute(
+        text("SELECT id, password_hash, role, is_active FROM stockyard_staff_for_login(:email)"),
+        {"email": email},
+    )
+    return result.first()
+
+
+async def staff_is_active(session: AsyncSession, staff_id: uuid.UUID) -> bool:
+    active = await session.scalar(text("SELECT stockyard_staff_is_active(:id)"), {"id": staff_id})
+    return bool(active)
+
+
+async def add_staff(session: AsyncSession, staff: StaffUser) -> None:
+    session.add(staff)
+    await session.flush()
+
+
+async def get_staff_by_email(session: AsyncSession, email: str) -> StaffUser | None:
+    return await session.scalar(select(StaffUser).where(StaffUser.email == email))
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+async def ensure_partitions(session: AsyncSession, *, months_ahead: int = 3) -> list[str]:
+    """Monthly partitions from this month to `months_ahead` on, each walled off by tenant like
+    its parent (a partition read directly does not inherit the parent's policies). As owner."""
+    created = []
+    start = _month_start(datetime.now(UTC).date())
+    for _ in range(months_ahead + 1):
+        end = _next_month(start)
+        name = f"audit_event_y{start:%Y}m{start:%m}"
+        exists = await session.scalar(text("SELECT to_regclass(:name)"), {"name": name})
+        if exists is None:
+            await session.execute(
+                text(
+                    f"CREATE TABLE {name} PARTITION OF audit_event "
+                    f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                )
+            )
+            await session.execute(text(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"))
+            await session.execute(text(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY"))
+            await session.execute(
+                text(
+                    f"CREATE POLICY tenant_isolation ON {name} TO PUBLIC "
+                    f"USING (tenant_id = {CURRENT_TENANT}) "
+                    f"WITH CHECK (tenant_id = {CURRENT_TENANT})"
+                )
+            )
+            await session.execute(
+                text(
+                    f"CREATE POLICY support_read ON {name} FOR SELECT TO {SUPPORT_ROLE} "
+                    "USING (true)"
+                )
+            )
+            created.append(name)
+        start = end
+    return created

@@ -1,0 +1,34 @@
+"""Prometheus metrics. Labels are bounded: route templates and status codes, never ids."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "stockyard_http_requests",
+    "HTTP requests by route template, method and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "stockyard_http_request_duration_seconds",
+    "HTTP request latency by route template and method.",
+    ["method", "route"],
+    buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    "stockyard_rate_limited_responses", "Requests answered 429.", registry=REGISTRY
+)
+REFRESH_REUSE = Counter(
+    "stockyard_refresh_reuse_detections",
+    "Used refresh tokens presented again (their family was revoked).",
+    registry=REGISTRY,
+)
+DB_POOL_IN_USE = Gauge(
+    "stockyard_db_pool_connections_in_use",
+    "Database connections checked out of this worker's pool.",
+    registry=REGISTRY,
+)
