@@ -90,7 +90,11 @@ async def test_app_role_without_tenant_sees_no_rows_and_cannot_write(
     for table in ("tenant", "app_user", "token_family", "refresh_token"):
         assert await owner_db.fetchval(f"SELECT count(*) FROM {table}") > 0, table
     for table in tables:
-        assert await app_db.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+        try:
+            visible = await app_db.fetchval(f"SELECT count(*) FROM {table}")
+        except asyncpg.InsufficientPrivilegeError:
+            continue  # audit partitions: reachable only through their parent, which is walled
+        assert visible == 0, table
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await app_db.execute(
             "INSERT INTO tenant (id, slug, name) VALUES ($1, $2, 'x')",
