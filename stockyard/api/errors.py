@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -124,7 +125,26 @@ def _is_connection_failure(exc: BaseException) -> bool:
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
 
 
+def _sqlstate(exc: BaseException) -> str | None:
+    for candidate in (exc, getattr(exc, "orig", None)):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str):
+            return state
+    return None
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    state = _sqlstate(exc)
+    if state is not None and state.startswith("22"):
+        # SQLSTATE class 22, data exception: the input can't be stored as given (a NUL
+        # character in text, a number out of range). The client's error, not ours.
+        return envelope_response(
+            status=422,
+            code="validation_error",
+            message="The request holds a value the database cannot store "
+            "(for example a NUL character in text).",
+            request_id=_request_id(request),
+        )
     if not _is_connection_failure(exc):
         raise exc
     log.warning("database_unavailable", error=type(exc).__name__)
@@ -142,5 +162,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for exc_type in (DBAPIError, PoolTimeoutError, OSError, TimeoutError):
+    for exc_type in (DBAPIError, asyncpg.PostgresError, PoolTimeoutError, OSError, TimeoutError):
         app.add_exception_handler(exc_type, _database_error)

@@ -174,3 +174,12 @@ async def test_bulk_issue_against_an_existing_balance(inv: Inventory) -> None:
     response = await inv.post("/movements/bulk", {"items": [_item(sku, loc, "issue", 2)]})
     assert response.status_code == 201, response.text
     assert (await inv.balance(sku, loc))["on_hand"] == 3
+
+
+async def test_text_the_database_cannot_store_is_422_not_500(inv: Inventory) -> None:
+    response = await inv.post("/products", {"sku": "NUL-1", "name": "bad\u0000name"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+    assert (await inv.get("/products", q="NUL-1")).json()["items"] == []
+    search = await inv.get("/stock", sku="x\u0000y")
+    assert search.status_code == 422
