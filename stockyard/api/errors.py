@@ -117,20 +117,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _is_connection_failure(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(exc, OSError | ConnectionError | TimeoutError)
-
-
 def _sqlstate(exc: BaseException) -> str | None:
     for candidate in (exc, getattr(exc, "orig", None)):
         state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
         if isinstance(state, str):
             return state
     return None
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """The database is unreachable, restarting or shutting down: retryable, so 503."""
+    state = _sqlstate(exc)
+    # Class 08: connection exception; class 57: operator intervention (shutdown, starting up).
+    if state is not None and state[:2] in {"08", "57"}:
+        return True
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(exc, OSError | ConnectionError | TimeoutError)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

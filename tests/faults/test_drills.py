@@ -1,0 +1,191 @@
+"""Fault drills under load: Redis and PostgreSQL stopped and started, SIGTERM mid-request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from stockyard.core.bootstrap import migrate
+from stockyard.core.database import owner_url, to_libpq_dsn
+from stockyard.core.embedded import EmbeddedServices
+from stockyard.core.settings import Settings
+from tests.conftest import make_settings, running_app
+from tests.helpers import signup
+from tests.inventory.helpers import Inventory
+from tests.services import TestServices
+
+pytestmark = pytest.mark.faults
+
+
+async def _hammer(
+    client: httpx.AsyncClient, request: Any, stop: asyncio.Event, workers: int = 6
+) -> list[tuple[float, float, httpx.Response]]:
+    """Send requests from `workers` loops until `stop`; record (start, duration, response)."""
+    results: list[tuple[float, float, httpx.Response]] = []
+
+    async def loop() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            response = await request(client)
+            results.append((started, time.monotonic() - started, response))
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(loop() for _ in range(workers)))
+    return results
+
+
+async def test_redis_outage_under_load_fails_open_and_limiting_resumes(
+    services: TestServices, settings: Settings, tmp_path: Path
+) -> None:
+    redis = EmbeddedServices(tmp_path)
+    url = redis.start_redis()
+    try:
+        async with running_app(make_settings(services, redis_url=url)) as (_, client):
+            tenant = await signup(client)
+            stop = asyncio.Event()
+
+            async def me(c: httpx.AsyncClient) -> httpx.Response:
+                return await c.get("/api/v1/me", headers=tenant.headers)
+
+            load = asyncio.create_task(_hammer(client, me, stop))
+            await asyncio.sleep(1)
+            await asyncio.to_thread(redis.stop)
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(redis.start_redis)
+            await asyncio.sleep(2.5)
+            stop.set()
+            results = await load
+            assert results
+            assert all(response.status_code == 200 for _, _, response in results)
+            assert all(duration < 5 for _, duration, _ in results)
+            last = await me(client)
+            assert "RateLimit" in last.headers  # the limiter is back in the path
+    finally:
+        redis.stop()
+
+
+async def test_postgres_outage_under_load_is_503_then_recovers_losing_nothing(
+    services: TestServices, tmp_path: Path
+) -> None:
+    database = EmbeddedServices(tmp_path)
+    url = database.start_postgres()
+    try:
+        settings = make_settings(services, database_url=url, db_timeout_seconds=2.0)
+        await asyncio.to_thread(migrate, settings)
+        async with running_app(settings) as (_, client):
+            tenant = await signup(client)
+            inv = Inventory(client, tenant)
+            sku = (await inv.product())["sku"]
+            loc = (await inv.location())["code"]
+            stop = asyncio.Event()
+
+            async def receive(c: httpx.AsyncClient) -> httpx.Response:
+                return await c.post(
+                    "/api/v1/movements",
+                    json={"sku": sku, "location": loc, "kind": "receipt", "quantity": 1},
+                    headers=tenant.headers,
+                )
+
+            load = asyncio.create_task(_hammer(client, receive, stop))
+            await asyncio.sleep(1)
+            await asyncio.to_thread(database.stop)
+            await asyncio.sleep(2)
+            restarted_at = time.monotonic()
+            await asyncio.to_thread(database.start_postgres)
+            await asyncio.sleep(4)
+            stop.set()
+            results = await load
+
+        statuses = {response.status_code for _, _, response in results}
+        assert statuses <= {201, 503}, statuses
+        assert 503 in statuses, "the outage was not observed"
+        for _, duration, response in results:
+            assert duration < 10, "a request hung past the database timeout"
+            if response.status_code == 503:
+                assert response.json()["error"]["code"] == "database_unavailable"
+        recovered = [
+            start for start, _, r in results if r.status_code == 201 and start >= restarted_at
+        ]
+        assert recovered and min(recovered) - restarted_at < 10
+
+        acknowledged = {r.json()["movement"]["id"] for _, _, r in results if r.status_code == 201}
+        connection = await asyncpg.connect(to_libpq_dsn(owner_url(settings)))
+        try:
+            stored = {
+                str(row["id"])
+                for row in await connection.fetch(
+                    "SELECT id FROM movement WHERE tenant_id = $1", tenant.id
+                )
+            }
+        finally:
+            await connection.close()
+        assert acknowledged <= stored
+    finally:
+        database.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_sigterm_lets_in_flight_requests_finish(settings: Settings, tmp_path: Path) -> None:
+    assert settings.database_url and settings.redis_url and settings.secret_key
+    port = _free_port()
+    env = {
+        **os.environ,
+        "STOCKYARD_DATABASE_URL": settings.database_url,
+        "STOCKYARD_REDIS_URL": settings.redis_url,
+        "STOCKYARD_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "STOCKYARD_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "STOCKYARD_MIGRATE_ON_START": "false",
+        "STOCKYARD_LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stockyard.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            for _ in range(200):
+                try:
+                    if (await client.get("/livez")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            tenant = await signup(client)
+            inv = Inventory(client, tenant)
+            sku = (await inv.product())["sku"]
+            loc = (await inv.location())["code"]
+            items = [{"sku": sku, "location": loc, "kind": "receipt", "quantity": 1}] * 10_000
+            in_flight = [
+                asyncio.create_task(
+                    client.post(
+                        "/api/v1/movements/bulk", json={"items": items}, headers=tenant.headers
+                    )
+                )
+                for _ in range(3)
+            ]
+            await asyncio.sleep(0.3)
+            server.send_signal(signal.SIGTERM)
+            responses = await asyncio.gather(*in_flight)
+        assert [r.status_code for r in responses] == [201, 201, 201]
+        # uvicorn re-raises the signal once shutdown is complete: a clean exit by SIGTERM.
+        assert await asyncio.to_thread(server.wait, 30) in (0, -signal.SIGTERM)
+    finally:
+        if server.poll() is None:
+            server.kill()
