@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -153,10 +152,8 @@ async def test_sigterm_lets_in_flight_requests_finish(settings: Settings, tmp_pa
         "STOCKYARD_MIGRATE_ON_START": "false",
         "STOCKYARD_LOG_LEVEL": "WARNING",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "stockyard.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stockyard.cli", "serve", "--port", str(port), env=env, cwd=tmp_path
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -185,7 +182,7 @@ async def test_sigterm_lets_in_flight_requests_finish(settings: Settings, tmp_pa
             responses = await asyncio.gather(*in_flight)
         assert [r.status_code for r in responses] == [201, 201, 201]
         # uvicorn re-raises the signal once shutdown is complete: a clean exit by SIGTERM.
-        assert await asyncio.to_thread(server.wait, 30) in (0, -signal.SIGTERM)
+        assert await asyncio.wait_for(server.wait(), 30) in (0, -signal.SIGTERM)
     finally:
-        if server.poll() is None:
+        if server.returncode is None:
             server.kill()
