@@ -222,3 +222,20 @@ async def test_limiter_disabled_still_enforces_revocation(stack_factory: Any) ->
     assert "RateLimit" not in responses[0].headers
     await stack.client.post("/api/v1/auth/revoke", data={"token": tenant.refresh_token})
     assert (await me(stack.client, tenant.access_token)).status_code == 401
+
+
+async def test_set_limit_command_overrides_the_tenant(
+    stack_factory: Any, settings: Settings
+) -> None:
+    from tests.auth.test_keys import run_cli
+
+    stack = await stack_factory(rate_limit_per_minute=600, rate_limit_burst=50)
+    tenant = await signup(stack.client)
+    code, output = await run_cli(
+        settings, "tenants", "set-limit", tenant.slug, "--per-minute", "6", "--burst", "1"
+    )
+    assert code == 0, output
+    stack.app.state.services.tenant_limits.forget(tenant.id)
+    first = await me(stack.client, tenant.access_token)
+    assert first.headers["RateLimit-Policy"] == '"token";q=6;w=60'
+    assert (await me(stack.client, tenant.access_token)).status_code == 429

@@ -233,3 +233,22 @@ async def test_token_endpoint_errors_use_rfc6749_codes(
     response = await client.post("/api/v1/auth/token", data=form)
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
+
+
+async def test_grace_window_tolerates_only_the_immediately_previous_token(
+    services: Any, settings: Any
+) -> None:
+    from tests.conftest import make_settings, running_app
+    from tests.helpers import signup
+
+    async with running_app(make_settings(services, refresh_reuse_grace_seconds=30)) as (_, c):
+        tenant = await signup(c)
+        first = (await refresh(c, tenant.refresh_token)).json()
+        # A concurrent client refreshed with the same token a moment later: tolerated.
+        again = await refresh(c, tenant.refresh_token)
+        assert again.status_code == 200
+        # Tokens older than the immediately previous one are still reuse.
+        second = (await refresh(c, again.json()["refresh_token"])).json()
+        stale = await refresh(c, first["refresh_token"])
+        assert stale.status_code == 400
+        assert (await refresh(c, second["refresh_token"])).status_code == 400
