@@ -49,7 +49,7 @@ def run(plan: Plan) -> dict[str, Any]:
         "bodies": ", ".join(_lua_string(json.dumps(b)) for b in plan.bodies or []),
         "method": plan.method,
         "headers": "\n".join(
-            f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()
+            f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items()
         ),
     }
     with tempfile.TemporaryDirectory() as directory:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Query
 
 from stockyard.core.errors import ValidationFailed
+
+T = TypeVar("T")
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 100
@@ -39,3 +42,14 @@ def decode_cursor(cursor: str | None, parts: int) -> list[str] | None:
     ):
         raise ValidationFailed("The cursor is not valid.", details={"cursor": cursor})
     return values
+
+
+def split_page(
+    rows: list[T], limit: int, cursor_of: Callable[[T], tuple[str, ...]]
+) -> tuple[list[T], str | None]:
+    """Rows were fetched with `limit + 1`: the extra row, if any, proves another page exists,
+    and the last row kept is where it starts."""
+    page = rows[:limit]
+    if len(rows) <= limit:
+        return page, None
+    return page, encode_cursor(*cursor_of(page[-1]))

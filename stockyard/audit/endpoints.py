@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, encode_cursor
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
 from stockyard.audit import repository as audit_repository
 from stockyard.audit import service as audit_service
 from stockyard.audit.schemas import AuditEventRead, AuditPage, RequestTrace, TraceEvent
@@ -56,12 +56,7 @@ async def list_audit_events(
         before=position,
         limit=limit + 1,
     )
-    page = events[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].occurred_at.isoformat(), str(page[-1].id))
-        if len(events) > limit
-        else None
-    )
+    page, next_cursor = split_page(events, limit, lambda e: (e.occurred_at.isoformat(), str(e.id)))
     return AuditPage(
         items=[AuditEventRead.model_validate(e) for e in page], next_cursor=next_cursor
     )

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from stockyard.api.concurrency import IfMatch, etag, expected_version
 from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, encode_cursor
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
 from stockyard.api.services import Services, get_services
 from stockyard.auth import client_service, user_service
 from stockyard.auth.dependencies import require
@@ -57,8 +57,7 @@ async def list_users(
         after=uuid.UUID(after[0]) if after else None,
         limit=limit + 1,
     )
-    page = users[:limit]
-    next_cursor = encode_cursor(str(page[-1].id)) if len(users) > limit else None
+    page, next_cursor = split_page(users, limit, lambda u: (str(u.id),))
     return UserPage(items=[UserRead.model_validate(u) for u in page], next_cursor=next_cursor)
 
 
@@ -179,12 +178,7 @@ async def list_clients(
         after=(datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
         limit=limit + 1,
     )
-    page = clients[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].created_at.isoformat(), str(page[-1].id))
-        if len(clients) > limit
-        else None
-    )
+    page, next_cursor = split_page(clients, limit, lambda c: (c.created_at.isoformat(), str(c.id)))
     return ClientPage(items=[_client_read(c) for c in page], next_cursor=next_cursor)
 
 

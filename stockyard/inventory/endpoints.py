@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from stockyard.api.concurrency import IfMatch, etag, expected_version
 from stockyard.api.deps import InventoryReader, InventoryWriter, ServicesDep, TenantSession
 from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, encode_cursor
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
 from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
 from stockyard.inventory import service as catalog_service
 from stockyard.inventory.schemas import (
@@ -78,11 +78,8 @@ async def list_products(
         after_sku=after[0] if after else None,
         limit=limit + 1,
     )
-    page = products[:limit]
-    return ProductPage(
-        items=[ProductRead.model_validate(p) for p in page],
-        next_cursor=encode_cursor(page[-1].sku) if len(products) > limit else None,
-    )
+    page, next_cursor = split_page(products, limit, lambda p: (p.sku,))
+    return ProductPage(items=[ProductRead.model_validate(p) for p in page], next_cursor=next_cursor)
 
 
 @router.get("/products/{product_id}", response_model=ProductRead, responses=ITEM)
@@ -160,10 +157,9 @@ async def list_locations(
         after_code=after[0] if after else None,
         limit=limit + 1,
     )
-    page = locations[:limit]
+    page, next_cursor = split_page(locations, limit, lambda loc: (loc.code,))
     return LocationPage(
-        items=[LocationRead.model_validate(loc) for loc in page],
-        next_cursor=encode_cursor(page[-1].code) if len(locations) > limit else None,
+        items=[LocationRead.model_validate(loc) for loc in page], next_cursor=next_cursor
     )
 
 

@@ -19,7 +19,7 @@ from stockyard.api.deps import (
     TenantSession,
 )
 from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, encode_cursor
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
 from stockyard.auth.tokens import AccessClaims
 from stockyard.core.errors import ValidationFailed
 from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
@@ -142,11 +142,8 @@ async def list_movements(
         after=_datetime_cursor(cursor),
         limit=limit + 1,
     )
-    page = movements[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].occurred_at.isoformat(), str(page[-1].id))
-        if len(movements) > limit
-        else None
+    page, next_cursor = split_page(
+        movements, limit, lambda m: (m.occurred_at.isoformat(), str(m.id))
     )
     return MovementPage(items=page, next_cursor=next_cursor)
 
@@ -187,8 +184,7 @@ async def read_stock(
         after=(after[0], after[1]) if after else None,
         limit=limit + 1,
     )
-    page = items[:limit]
-    next_cursor = encode_cursor(page[-1].sku, page[-1].location) if len(items) > limit else None
+    page, next_cursor = split_page(items, limit, lambda item: (item.sku, item.location))
     return StockPage(items=page, next_cursor=next_cursor)
 
 
@@ -218,11 +214,8 @@ async def list_reservations(
     reservations = await ledger.list_reservations(
         session, principal, status=status, after=_datetime_cursor(cursor), limit=limit + 1
     )
-    page = reservations[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].created_at.isoformat(), str(page[-1].id))
-        if len(reservations) > limit
-        else None
+    page, next_cursor = split_page(
+        reservations, limit, lambda r: (r.created_at.isoformat(), str(r.id))
     )
     return ReservationPage(items=page, next_cursor=next_cursor)
 
