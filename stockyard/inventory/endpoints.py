@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from stockyard.api.concurrency import IfMatch, etag, expected_version
-from stockyard.api.deps import InventoryReader, InventoryWriter, ServicesDep, TenantSession
+from stockyard.api.deps import InventoryReader, InventoryWriter, TenantSession
 from stockyard.api.openapi import AUTHENTICATED, error_responses
 from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
-from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
+from stockyard.idempotency.dependencies import Idempotent
 from stockyard.inventory import service as catalog_service
 from stockyard.inventory.schemas import (
     LocationCreate,
@@ -38,26 +38,15 @@ UPDATE = error_responses(*AUTHENTICATED, 404, 412, 428)
 @router.post("/products", status_code=201, response_model=ProductRead, responses=CREATE)
 async def create_product(
     body: ProductCreate,
-    request: Request,
     session: TenantSession,
     principal: InventoryWriter,
-    services: ServicesDep,
-    idempotency_key: IdempotencyKeyHeader = None,
+    once: Idempotent,
 ) -> JSONResponse:
     async def create() -> ProductRead:
         product = await catalog_service.create_product(session, principal, body=body)
         return ProductRead.model_validate(product)
 
-    return await respond_once(
-        session,
-        principal,
-        key=idempotency_key,
-        route=request.url.path,
-        body=body,
-        status_code=201,
-        ttl=services.settings.idempotency_ttl_seconds,
-        operation=create,
-    )
+    return await once.respond(body, create)
 
 
 @router.get("/products", response_model=ProductPage, responses=READ)
@@ -117,26 +106,15 @@ async def archive_product(
 @router.post("/locations", status_code=201, response_model=LocationRead, responses=CREATE)
 async def create_location(
     body: LocationCreate,
-    request: Request,
     session: TenantSession,
     principal: InventoryWriter,
-    services: ServicesDep,
-    idempotency_key: IdempotencyKeyHeader = None,
+    once: Idempotent,
 ) -> JSONResponse:
     async def create() -> LocationRead:
         location = await catalog_service.create_location(session, principal, body=body)
         return LocationRead.model_validate(location)
 
-    return await respond_once(
-        session,
-        principal,
-        key=idempotency_key,
-        route=request.url.path,
-        body=body,
-        status_code=201,
-        ttl=services.settings.idempotency_ttl_seconds,
-        operation=create,
-    )
+    return await once.respond(body, create)
 
 
 @router.get("/locations", response_model=LocationPage, responses=READ)

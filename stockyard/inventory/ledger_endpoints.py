@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime
 
 from stockyard.api.deps import (
     InventoryReader,
     InventoryWriter,
     RequestId,
-    ServicesDep,
     TenantSession,
 )
 from stockyard.api.openapi import AUTHENTICATED, error_responses
 from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
-from stockyard.auth.tokens import AccessClaims
 from stockyard.core.errors import ValidationFailed
-from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
+from stockyard.idempotency.dependencies import Idempotent
 from stockyard.inventory import ledger
 from stockyard.inventory.schemas import (
     BulkMovements,
@@ -48,29 +45,6 @@ MovementKind = Literal[
 ]
 
 
-async def _once(
-    request: Request,
-    session: TenantSession,
-    principal: AccessClaims,
-    services: ServicesDep,
-    key: str | None,
-    body: BaseModel | None,
-    operation: Callable[[], Awaitable[BaseModel]],
-    *,
-    status_code: int = 201,
-) -> JSONResponse:
-    return await respond_once(
-        session,
-        principal,
-        key=key,
-        route=request.url.path,
-        body=body,
-        status_code=status_code,
-        ttl=services.settings.idempotency_ttl_seconds,
-        operation=operation,
-    )
-
-
 def _datetime_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     after = decode_cursor(cursor, 2)
     if after is None:
@@ -84,17 +58,15 @@ def _datetime_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
 @router.post("/movements", status_code=201, response_model=MovementResult, responses=WRITE)
 async def record_movement(
     body: MovementCreate,
-    request: Request,
     session: TenantSession,
     principal: InventoryWriter,
-    services: ServicesDep,
     request_id: RequestId,
-    idempotency_key: IdempotencyKeyHeader = None,
+    once: Idempotent,
 ) -> JSONResponse:
     async def run() -> MovementResult:
         return await ledger.record_movement(session, principal, body=body, request_id=request_id)
 
-    return await _once(request, session, principal, services, idempotency_key, body, run)
+    return await once.respond(body, run)
 
 
 @router.post(
@@ -105,18 +77,16 @@ async def record_movement(
 )
 async def ingest_movements(
     body: BulkMovements,
-    request: Request,
     session: TenantSession,
     principal: InventoryWriter,
-    services: ServicesDep,
     request_id: RequestId,
-    idempotency_key: IdempotencyKeyHeader = None,
+    once: Idempotent,
 ) -> JSONResponse:
     async def run() -> BulkResult:
         inserted = await ledger.ingest(session, principal, body=body, request_id=request_id)
         return BulkResult(inserted=inserted)
 
-    return await _once(request, session, principal, services, idempotency_key, body, run)
+    return await once.respond(body, run)
 
 
 @router.get("/movements", response_model=MovementPage, responses=READ)
@@ -151,17 +121,15 @@ async def list_movements(
 @router.post("/transfers", status_code=201, response_model=TransferRead, responses=WRITE)
 async def create_transfer(
     body: TransferCreate,
-    request: Request,
     session: TenantSession,
     principal: InventoryWriter,
-    services: ServicesDep,
     request_id: RequestId,
-    idempotency_key: IdempotencyKeyHeader = None,
+    once: Idempotent,
 ) -> JSONResponse:
     async def run() -> TransferRead:
         return await ledger.transfer(session, principal, body=body, request_id=request_id)
 
-    return await _once(request, session, principal, services, idempotency_key, body, run)
+    return await once.respond(body, run)
 
 
 @router.get("/stock", response_model=StockPage, responses=READ)
@@ -191,16 +159,14 @@ async def read_stock(
 @router.post("/reservations", status_code=201, response_model=ReservationResult, responses=WRITE)
 async def create_reservation(
     body: ReservationCreate,
-    request: Request,
     session: TenantSession,
     principal: InventoryWriter,
-    services: ServicesDep,
-    idempotency_key: IdempotencyKeyHeader = None,
+    once: Idempotent,
 ) -> JSONResponse:
     async def run() -> ReservationResult:
         return await ledger.reserve(session, principal, body=body)
 
-    return await _once(request, session, principal, services, idempotency_key, body, run)
+    return await once.respond(body, run)
 
 
 @router.get("/reservations", response_model=ReservationPage, responses=READ)
@@ -236,21 +202,17 @@ async def get_reservation(
 )
 async def commit_reservation(
     reservation_id: uuid.UUID,
-    request: Request,
     session: TenantSession,
     principal: InventoryWriter,
-    services: ServicesDep,
     request_id: RequestId,
-    idempotency_key: IdempotencyKeyHeader = None,
+    once: Idempotent,
 ) -> JSONResponse:
     async def run() -> ReservationResult:
         return await ledger.commit_reservation(
             session, principal, reservation_id=reservation_id, request_id=request_id
         )
 
-    return await _once(
-        request, session, principal, services, idempotency_key, None, run, status_code=200
-    )
+    return await once.respond(None, run, status_code=200)
 
 
 @router.post(
@@ -258,15 +220,11 @@ async def commit_reservation(
 )
 async def release_reservation(
     reservation_id: uuid.UUID,
-    request: Request,
     session: TenantSession,
     principal: InventoryWriter,
-    services: ServicesDep,
-    idempotency_key: IdempotencyKeyHeader = None,
+    once: Idempotent,
 ) -> JSONResponse:
     async def run() -> ReservationResult:
         return await ledger.release_reservation(session, principal, reservation_id=reservation_id)
 
-    return await _once(
-        request, session, principal, services, idempotency_key, None, run, status_code=200
-    )
+    return await once.respond(None, run, status_code=200)

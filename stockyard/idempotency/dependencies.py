@@ -1,0 +1,64 @@
+"""`Idempotent`: everything a POST needs to answer a retried request with its first answer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.api.services import Services, get_services
+from stockyard.auth.dependencies import CurrentPrincipal
+from stockyard.auth.tokens import AccessClaims
+from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
+from stockyard.tenants.dependencies import TenantSession
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentPost:
+    session: AsyncSession
+    principal: AccessClaims
+    key: str | None
+    route: str
+    ttl: int
+
+    async def respond(
+        self,
+        body: BaseModel | None,
+        operation: Callable[[], Awaitable[BaseModel]],
+        *,
+        status_code: int = 201,
+    ) -> JSONResponse:
+        return await respond_once(
+            self.session,
+            self.principal,
+            key=self.key,
+            route=self.route,
+            body=body,
+            status_code=status_code,
+            ttl=self.ttl,
+            operation=operation,
+        )
+
+
+async def get_idempotent_post(
+    request: Request,
+    session: TenantSession,
+    principal: CurrentPrincipal,
+    services: Annotated[Services, Depends(get_services)],
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> IdempotentPost:
+    return IdempotentPost(
+        session=session,
+        principal=principal,
+        key=idempotency_key,
+        route=request.url.path,
+        ttl=services.settings.idempotency_ttl_seconds,
+    )
+
+
+Idempotent = Annotated[IdempotentPost, Depends(get_idempotent_post)]
