@@ -21,9 +21,9 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from stockyard.auth import repository as auth_repository
 from stockyard.auth.models import SigningKey
 
 log = structlog.get_logger()
@@ -73,28 +73,21 @@ def new_signing_key(secret_key: str) -> SigningKey:
 async def rotate(session: AsyncSession, *, secret_key: str, access_token_ttl: int) -> SigningKey:
     """Make a new key current; keys it replaces keep verifying for one token lifetime."""
     retires_at = datetime.now(UTC) + timedelta(seconds=access_token_ttl) + RETIRE_MARGIN
-    await session.execute(
-        update(SigningKey).where(SigningKey.retires_at.is_(None)).values(retires_at=retires_at)
-    )
+    await auth_repository.retire_current_keys(session, retires_at=retires_at)
     key = new_signing_key(secret_key)
-    session.add(key)
-    await session.flush()
+    await auth_repository.add(session, key)
     return key
 
 
 async def ensure_current_key(
     session: AsyncSession, *, secret_key: str, access_token_ttl: int
 ) -> None:
-    current = await session.scalar(
-        select(SigningKey.kid).where(SigningKey.retires_at.is_(None)).limit(1)
-    )
-    if current is None:
+    if await auth_repository.current_key_id(session) is None:
         await rotate(session, secret_key=secret_key, access_token_ttl=access_token_ttl)
 
 
 async def list_keys(session: AsyncSession) -> list[SigningKey]:
-    result = await session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc()))
-    return list(result)
+    return await auth_repository.list_signing_keys(session)
 
 
 class KeyRing:

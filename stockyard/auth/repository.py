@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.auth.models import ApiClient, RefreshToken, TokenFamily, User
+from stockyard.auth.models import ApiClient, RefreshToken, SigningKey, TokenFamily, User
 from stockyard.auth.tokens import AccessClaims
 
 
@@ -158,3 +158,19 @@ async def list_users(
         statement = statement.where(User.id > after)
     rows = await session.scalars(statement.order_by(User.id).limit(limit))
     return list(rows)
+
+
+async def retire_current_keys(session: AsyncSession, *, retires_at: datetime) -> None:
+    await session.execute(
+        update(SigningKey).where(SigningKey.retires_at.is_(None)).values(retires_at=retires_at)
+    )
+
+
+async def current_key_id(session: AsyncSession) -> str | None:
+    return await session.scalar(
+        select(SigningKey.kid).where(SigningKey.retires_at.is_(None)).limit(1)
+    )
+
+
+async def list_signing_keys(session: AsyncSession) -> list[SigningKey]:
+    return list(await session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())))

@@ -11,11 +11,14 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import jwt
 
-from stockyard.auth.keys import KeyRing
 from stockyard.core.errors import Unauthorized
+
+if TYPE_CHECKING:  # keys -> repository -> tokens: only the annotation is needed here
+    from stockyard.auth.keys import KeyRing
 
 ALGORITHM = "ES256"
 LEEWAY_SECONDS = 30
