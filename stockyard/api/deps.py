@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from stockyard.api.services import Services, get_services
+from stockyard.api.services import ServicesDep
 from stockyard.auth.dependencies import CurrentPrincipal, require
 from stockyard.auth.scopes import Scope
 from stockyard.auth.tokens import AccessClaims
@@ -19,7 +19,6 @@ def get_request_id(request: Request) -> str | None:
 
 
 RequestId = Annotated[str | None, Depends(get_request_id)]
-ServicesDep = Annotated[Services, Depends(get_services)]
 InventoryReader = Annotated[AccessClaims, Depends(require(Scope.INVENTORY_READ))]
 InventoryWriter = Annotated[AccessClaims, Depends(require(Scope.INVENTORY_WRITE))]
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from stockyard.api.services import Services, get_services
+from stockyard.api.services import Services, ServicesDep
 
 router = APIRouter(tags=["health"])
 
@@ -55,7 +55,7 @@ async def read_liveness() -> Liveness:
     summary="Is the API and what it depends on up",
     responses={503: {"model": Health}},
 )
-async def read_health(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
+async def read_health(services: ServicesDep) -> JSONResponse:
     db, redis = await asyncio.gather(
         _probe(_database_ok(services)), _probe(services.limiter.ping())
     )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Header
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stockyard.api.services import Services, get_services
+from stockyard.api.services import ServicesDep
 from stockyard.core import metrics
 from stockyard.core.errors import Unauthorized
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/metrics", include_in_schema=False)
 async def read_metrics(
-    services: Annotated[Services, Depends(get_services)],
+    services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     token = services.settings.metrics_token

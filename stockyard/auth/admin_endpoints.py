@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from stockyard.api.concurrency import IfMatch, etag, expected_version
 from stockyard.api.openapi import AUTHENTICATED, error_responses
 from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
-from stockyard.api.services import Services, get_services
+from stockyard.api.services import ServicesDep
 from stockyard.auth import client_service, user_service
 from stockyard.auth.dependencies import require
 from stockyard.auth.models import ApiClient
@@ -35,7 +35,6 @@ router = APIRouter(prefix="/api/v1")
 UsersAdmin = Annotated[AccessClaims, Depends(require(Scope.USERS_ADMIN))]
 ClientsAdmin = Annotated[AccessClaims, Depends(require(Scope.CLIENTS_ADMIN))]
 AnyUser = Annotated[AccessClaims, Depends(require())]
-ServicesDep = Annotated[Services, Depends(get_services)]
 ERRORS = error_responses(*AUTHENTICATED, 404)
 
 

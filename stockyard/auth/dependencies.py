@@ -39,5 +39,4 @@ def require(*scopes: Scope) -> Callable[..., Coroutine[Any, Any, AccessClaims]]:
             )
         return principal
 
-    _require.required_scopes = needed  # type: ignore[attr-defined]
     return _require

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, Response
 
 from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.services import Services, get_services
+from stockyard.api.services import ServicesDep
 from stockyard.auth import repository as auth_repository
 from stockyard.auth import service as auth_service
 from stockyard.auth.dependencies import CurrentPrincipal
@@ -62,7 +62,7 @@ async def issue_token(
     request: Request,
     response: Response,
     session: UnscopedSession,
-    services: Annotated[Services, Depends(get_services)],
+    services: ServicesDep,
     grant_type: FormField = None,
     username: FormField = None,
     password: FormField = None,
@@ -123,7 +123,7 @@ async def issue_token(
 )
 async def revoke_token(
     session: UnscopedSession,
-    services: Annotated[Services, Depends(get_services)],
+    services: ServicesDep,
     token: FormField = None,
 ) -> dict[str, str]:
     if token:
@@ -158,8 +158,6 @@ async def read_me(session: TenantSession, principal: CurrentPrincipal) -> MeRead
 
 
 @well_known.get("/.well-known/jwks.json", response_model=JWKSet, summary="Public signing keys")
-async def read_jwks(
-    response: Response, services: Annotated[Services, Depends(get_services)]
-) -> JWKSet:
+async def read_jwks(response: Response, services: ServicesDep) -> JWKSet:
     response.headers["Cache-Control"] = "public, max-age=60"
     return JWKSet.model_validate(await services.keyring.jwks())

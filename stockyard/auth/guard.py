@@ -15,7 +15,7 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from stockyard.api.services import Services, get_services
+from stockyard.api.services import Services, ServicesDep
 from stockyard.auth.limiter import Revocation
 from stockyard.auth.tokens import AccessClaims, verify_access_token
 from stockyard.core.errors import Unauthorized
@@ -33,7 +33,7 @@ class Authenticated:
 
 async def authenticate(
     request: Request,
-    services: Annotated[Services, Depends(get_services)],
+    services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Authenticated:
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -85,9 +85,7 @@ def _is_trusted(address: str, trusted_proxies: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(net, strict=False) for net in trusted_proxies)
 
 
-async def limit_by_ip(
-    request: Request, services: Annotated[Services, Depends(get_services)]
-) -> None:
+async def limit_by_ip(request: Request, services: ServicesDep) -> None:
     """Brute-force guard for unauthenticated endpoints (token, signup), per client address."""
     settings = services.settings
     address = client_ip(request, settings.trusted_proxies)

@@ -48,13 +48,6 @@ async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == email))
 
 
-async def count_active_owners(session: AsyncSession) -> int:
-    count = await session.scalar(
-        select(func.count()).select_from(User).where(User.role == "owner", User.is_active)
-    )
-    return int(count or 0)
-
-
 async def lock_active_owners(session: AsyncSession) -> Sequence[uuid.UUID]:
     """Lock the tenant's active owners so two concurrent demotions can't both pass the
     last-owner check."""

@@ -33,11 +33,6 @@ class AppError(Exception):
         super().__init__(self.message)
 
 
-class BadRequest(AppError):
-    status_code = 400
-    code = "bad_request"
-
-
 class Unauthorized(AppError):
     """No valid credentials. Always carries `WWW-Authenticate` so clients know the scheme."""
 

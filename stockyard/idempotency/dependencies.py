@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.api.services import Services, get_services
+from stockyard.api.services import ServicesDep
 from stockyard.auth.dependencies import CurrentPrincipal
 from stockyard.auth.tokens import AccessClaims
 from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
@@ -49,7 +49,7 @@ async def get_idempotent_post(
     request: Request,
     session: TenantSession,
     principal: CurrentPrincipal,
-    services: Annotated[Services, Depends(get_services)],
+    services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> IdempotentPost:
     return IdempotentPost(

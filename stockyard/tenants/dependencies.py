@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.api.services import Services, get_services
+from stockyard.api.services import Services, ServicesDep
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.guard import Authenticated, authenticate
 from stockyard.auth.limiter import Revocation
@@ -44,7 +44,7 @@ async def request_transaction(services: Services) -> AsyncIterator[AsyncSession]
 
 
 async def get_tenant_session(
-    services: Annotated[Services, Depends(get_services)],
+    services: ServicesDep,
     auth: Annotated[Authenticated, Depends(authenticate)],
 ) -> AsyncIterator[AsyncSession]:
     claims = auth.claims
@@ -64,7 +64,7 @@ async def get_tenant_session(
 
 
 async def get_support_session(
-    services: Annotated[Services, Depends(get_services)],
+    services: ServicesDep,
     auth: Annotated[Authenticated, Depends(authenticate)],
 ) -> AsyncIterator[AsyncSession]:
     """A transaction for platform staff: no tenant, and the routes that use it switch to the
@@ -81,7 +81,7 @@ async def get_support_session(
 
 
 async def get_unscoped_session(
-    services: Annotated[Services, Depends(get_services)],
+    services: ServicesDep,
 ) -> AsyncIterator[AsyncSession]:
     """A request transaction with no tenant yet: sign-in and signup choose it themselves.
     Until they do, row-level security shows this session nothing."""

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends
 
 from stockyard.api.openapi import error_responses
-from stockyard.api.services import Services, get_services
+from stockyard.api.services import ServicesDep
 from stockyard.auth.guard import limit_by_ip
 from stockyard.tenants import service as tenant_service
 from stockyard.tenants.dependencies import UnscopedSession
@@ -26,7 +24,7 @@ router = APIRouter(prefix="/api/v1", tags=["tenants"])
 async def create_tenant(
     body: TenantCreate,
     session: UnscopedSession,
-    services: Annotated[Services, Depends(get_services)],
+    services: ServicesDep,
 ) -> TenantRead:
     if not services.settings.allow_signup:
         raise SignupDisabled()

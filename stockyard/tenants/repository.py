@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.tenants.models import Tenant
@@ -40,10 +40,6 @@ async def rate_limit_override(
 
 async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
-
-
-async def get_tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
-    return await session.scalar(select(Tenant).where(Tenant.slug == slug))
 
 
 async def add_tenant(session: AsyncSession, tenant: Tenant) -> Tenant:
