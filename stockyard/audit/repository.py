@@ -85,11 +85,6 @@ async def staff_is_active(session: AsyncSession, staff_id: uuid.UUID) -> bool:
     return bool(active)
 
 
-async def add_staff(session: AsyncSession, staff: StaffUser) -> None:
-    session.add(staff)
-    await session.flush()
-
-
 async def get_staff_by_email(session: AsyncSession, email: str) -> StaffUser | None:
     return await session.scalar(select(StaffUser).where(StaffUser.email == email))
 

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stockyard.audit import repository as audit_repository
 from stockyard.audit.models import PLATFORM_TENANT_ID, AuditEvent, StaffUser
 from stockyard.auth.tokens import AccessClaims
+from stockyard.core.database import insert_unique
 from stockyard.core.errors import Conflict
 from stockyard.core.ids import new_id
 from stockyard.tenants import repository as tenant_repository
@@ -147,9 +147,5 @@ async def trace_for_staff(
 async def create_staff(session: AsyncSession, *, email: str, password_hash: str) -> StaffUser:
     """A support engineer account (operators only, from the CLI)."""
     staff = StaffUser(id=uuid.uuid4(), email=email, password_hash=password_hash, role="support")
-    try:
-        async with session.begin_nested():
-            await audit_repository.add_staff(session, staff)
-    except IntegrityError:
-        raise Conflict("A staff account with this email exists.") from None
+    await insert_unique(session, staff, taken=Conflict("A staff account with this email exists."))
     return staff

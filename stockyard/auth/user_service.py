@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.api.services import Services
@@ -18,6 +17,7 @@ from stockyard.auth.passwords import hash_password, verify_password
 from stockyard.auth.schemas import UserCreate, UserUpdate
 from stockyard.auth.scopes import Role
 from stockyard.auth.tokens import AccessClaims
+from stockyard.core.database import insert_unique
 from stockyard.core.errors import Forbidden, NotFound, PreconditionFailed
 
 
@@ -61,11 +61,7 @@ async def create_user(session: AsyncSession, principal: AccessClaims, *, body: U
         password_hash=await hash_password(body.password),
         role=body.role.value,
     )
-    try:
-        async with session.begin_nested():
-            await auth_repository.add(session, user)
-    except IntegrityError:
-        raise EmailTaken() from None
+    await insert_unique(session, user, taken=EmailTaken())
     await audit_service.record(
         session,
         principal,

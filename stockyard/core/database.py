@@ -7,6 +7,7 @@ security; the owner URL is used by migrations and operator commands alone.
 from __future__ import annotations
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from stockyard.core.errors import AppError
 from stockyard.core.settings import APP_ROLE, Settings
 
 
@@ -60,6 +62,22 @@ def create_engine(url: URL, settings: Settings, *, pool_size: int | None = None)
             "server_settings": {"application_name": "stockyard"},
         },
     )
+
+
+UNIQUE_VIOLATION = "23505"
+
+
+async def insert_unique(session: AsyncSession, row: object, *, taken: AppError) -> None:
+    """Insert one row inside a savepoint; a unique violation raises `taken` (a 409) and leaves
+    the request's transaction, and its tenant setting, usable."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        raise taken from None
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -15,11 +15,6 @@ def _prefix_pattern(prefix: str) -> str:
     return escaped + "%"
 
 
-async def add(session: AsyncSession, row: Product | Location) -> None:
-    session.add(row)
-    await session.flush()
-
-
 async def get_product(session: AsyncSession, product_id: uuid.UUID) -> Product | None:
     return await session.scalar(select(Product).where(Product.id == product_id))
 

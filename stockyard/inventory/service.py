@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.audit import service as audit_service
 from stockyard.auth.tokens import AccessClaims
+from stockyard.core.database import insert_unique
 from stockyard.core.errors import PreconditionFailed
 from stockyard.inventory import repository as catalog_repository
 from stockyard.inventory.exceptions import CodeTaken, LocationNotFound, ProductNotFound, SkuTaken
@@ -27,11 +27,7 @@ async def create_product(
 ) -> Product:
     """A new product; its SKU is unique within the tenant (409 otherwise)."""
     product = Product(tenant_id=principal.tenant_id, id=uuid.uuid4(), **body.model_dump())
-    try:
-        async with session.begin_nested():
-            await catalog_repository.add(session, product)
-    except IntegrityError:
-        raise SkuTaken() from None
+    await insert_unique(session, product, taken=SkuTaken())
     await session.refresh(product)
     await audit_service.record(
         session,
@@ -125,11 +121,7 @@ async def create_location(
 ) -> Location:
     """A new location; its code is unique within the tenant (409 otherwise)."""
     location = Location(tenant_id=principal.tenant_id, id=uuid.uuid4(), **body.model_dump())
-    try:
-        async with session.begin_nested():
-            await catalog_repository.add(session, location)
-    except IntegrityError:
-        raise CodeTaken() from None
+    await insert_unique(session, location, taken=CodeTaken())
     await session.refresh(location)
     await audit_service.record(
         session,

@@ -40,9 +40,3 @@ async def rate_limit_override(
 
 async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
-
-
-async def add_tenant(session: AsyncSession, tenant: Tenant) -> Tenant:
-    session.add(tenant)
-    await session.flush()
-    return tenant

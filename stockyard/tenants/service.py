@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.auth import repository as auth_repository
@@ -12,6 +11,7 @@ from stockyard.auth.models import User
 from stockyard.auth.passwords import hash_password
 from stockyard.auth.scopes import Role
 from stockyard.auth.service import normalize_email
+from stockyard.core.database import insert_unique
 from stockyard.tenants import repository as tenant_repository
 from stockyard.tenants.exceptions import SlugTaken
 from stockyard.tenants.models import Tenant
@@ -26,11 +26,7 @@ async def create_tenant(
     password_hash = await hash_password(owner_password)
     await tenant_repository.set_current_tenant(session, tenant_id)
     tenant = Tenant(id=tenant_id, slug=slug, name=name)
-    try:
-        async with session.begin_nested():
-            await tenant_repository.add_tenant(session, tenant)
-    except IntegrityError:
-        raise SlugTaken() from None
+    await insert_unique(session, tenant, taken=SlugTaken())
     await auth_repository.add(
         session,
         User(
