@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +16,7 @@ from stockyard.auth.passwords import hash_password, verify_password
 from stockyard.auth.schemas import UserCreate, UserUpdate
 from stockyard.auth.scopes import Role
 from stockyard.auth.tokens import AccessClaims
-from stockyard.core.database import insert_unique
+from stockyard.core.database import insert_unique, save_new_version
 from stockyard.core.errors import Forbidden, NotFound, PreconditionFailed
 
 
@@ -105,9 +104,7 @@ async def update_user(
     if "name" in body.model_fields_set:
         user.name = body.name
     user.role, user.is_active = new_role, new_active
-    user.version += 1
-    user.updated_at = datetime.now(UTC)
-    await session.flush()
+    await save_new_version(session, user)
     await audit_service.record(
         session,
         principal,
@@ -159,9 +156,7 @@ async def change_own_password(
     if not await verify_password(current_password, user.password_hash):
         raise WrongPassword()
     user.password_hash = await hash_password(new_password)
-    user.version += 1
-    user.updated_at = datetime.now(UTC)
-    await session.flush()
+    await save_new_version(session, user)
     await audit_service.record(
         session,
         principal,

@@ -6,6 +6,9 @@ security; the owner URL is used by migrations and operator commands alone.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Protocol
+
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -78,6 +81,20 @@ async def insert_unique(session: AsyncSession, row: object, *, taken: AppError) 
         if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
             raise
         raise taken from None
+
+
+class Versioned(Protocol):
+    version: int
+    updated_at: datetime
+
+
+async def save_new_version(
+    session: AsyncSession, row: Versioned, *, at: datetime | None = None
+) -> None:
+    """Record a change to a versioned row: the next version (its ETag) and the change time."""
+    row.version += 1
+    row.updated_at = at or datetime.now(UTC)
+    await session.flush()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

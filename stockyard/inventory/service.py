@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.audit import service as audit_service
 from stockyard.auth.tokens import AccessClaims
-from stockyard.core.database import insert_unique
+from stockyard.core.database import insert_unique, save_new_version
 from stockyard.core.errors import PreconditionFailed
 from stockyard.inventory import repository as catalog_repository
 from stockyard.inventory.exceptions import CodeTaken, LocationNotFound, ProductNotFound, SkuTaken
@@ -81,9 +81,7 @@ async def update_product(
     for field, value in body.model_dump(exclude_unset=True).items():
         if value is not None or field in {"description", "reorder_point"}:
             setattr(product, field, value)
-    product.version += 1
-    product.updated_at = datetime.now(UTC)
-    await session.flush()
+    await save_new_version(session, product)
     await audit_service.record(
         session,
         principal,
@@ -103,9 +101,7 @@ async def archive_product(
     product = await get_product(session, principal, product_id=product_id)
     if product.archived_at is None:
         product.archived_at = datetime.now(UTC)
-        product.version += 1
-        product.updated_at = product.archived_at
-        await session.flush()
+        await save_new_version(session, product, at=product.archived_at)
         await audit_service.record(
             session,
             principal,
@@ -174,9 +170,7 @@ async def update_location(
         raise PreconditionFailed()
     if body.name is not None:
         location.name = body.name
-    location.version += 1
-    location.updated_at = datetime.now(UTC)
-    await session.flush()
+    await save_new_version(session, location)
     await audit_service.record(
         session,
         principal,
@@ -195,9 +189,7 @@ async def archive_location(
     location = await get_location(session, principal, location_id=location_id)
     if location.archived_at is None:
         location.archived_at = datetime.now(UTC)
-        location.version += 1
-        location.updated_at = location.archived_at
-        await session.flush()
+        await save_new_version(session, location, at=location.archived_at)
         await audit_service.record(
             session,
             principal,
