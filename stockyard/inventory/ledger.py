@@ -40,10 +40,10 @@ from stockyard.inventory.schemas import (
 )
 
 
-def _balance_read(product: Product, location: Location, balance: BalanceRow) -> BalanceRead:
+def _balance_read(sku: str, location: str, balance: BalanceRow) -> BalanceRead:
     return BalanceRead(
-        sku=product.sku,
-        location=location.code,
+        sku=sku,
+        location=location,
         on_hand=balance.on_hand,
         reserved=balance.reserved,
         available=balance.on_hand - balance.reserved,
@@ -104,8 +104,8 @@ async def _location(session: AsyncSession, code: str) -> Location:
 def _movement(
     principal: AccessClaims,
     *,
-    product: Product,
-    location: Location,
+    product_id: uuid.UUID,
+    location_id: uuid.UUID,
     delta: int,
     kind: str,
     request_id: str | None,
@@ -118,8 +118,8 @@ def _movement(
     return Movement(
         tenant_id=principal.tenant_id,
         id=new_id(),
-        product_id=product.id,
-        location_id=location.id,
+        product_id=product_id,
+        location_id=location_id,
         delta=delta,
         kind=kind,
         reason=reason,
@@ -168,8 +168,8 @@ async def record_movement(
     )
     movement = _movement(
         principal,
-        product=product,
-        location=location,
+        product_id=product.id,
+        location_id=location.id,
         delta=body.delta,
         kind=body.kind,
         request_id=request_id,
@@ -189,7 +189,7 @@ async def record_movement(
     )
     return MovementResult(
         movement=movement_read(movement, product.sku, location.code),
-        balance=_balance_read(product, location, balance),
+        balance=_balance_read(product.sku, location.code, balance),
     )
 
 
@@ -218,8 +218,8 @@ async def transfer(
     movements = [
         _movement(
             principal,
-            product=product,
-            location=location,
+            product_id=product.id,
+            location_id=location.id,
             delta=delta,
             kind="transfer_out" if delta < 0 else "transfer_in",
             request_id=request_id,
@@ -250,7 +250,8 @@ async def transfer(
             for movement, location in zip(movements, (source, target), strict=True)
         ],
         balances=[
-            _balance_read(product, location, balances[location.id]) for location in (source, target)
+            _balance_read(product.sku, location.code, balances[location.id])
+            for location in (source, target)
         ],
     )
 
@@ -409,7 +410,7 @@ async def reserve(
     )
     return ReservationResult(
         reservation=reservation_read(reservation, product.sku, location.code),
-        balance=_balance_read(product, location, balance),
+        balance=_balance_read(product.sku, location.code, balance),
     )
 
 
@@ -421,12 +422,10 @@ async def _close(
     commit: bool,
     request_id: str | None,
 ) -> ReservationResult:
-    reservation = await ledger_repository.lock_reservation(session, reservation_id)
-    if reservation is None:
+    found = await ledger_repository.get_reservation(session, reservation_id, lock=True)
+    if found is None:
         raise ReservationNotFound()
-    found = await ledger_repository.get_reservation(session, reservation_id)
-    assert found is not None
-    _, sku, code = found
+    reservation, sku, code = found
     now = datetime.now(UTC)
     if reservation.status == "active" and reservation.expires_at <= now:
         raise ReservationClosed("The reservation has expired.", details={"status": "expired"})
@@ -443,18 +442,15 @@ async def _close(
     reservation.updated_at = now
     movement_out: MovementRead | None = None
     if commit:
-        movement = Movement(
-            tenant_id=principal.tenant_id,
-            id=new_id(),
+        movement = _movement(
+            principal,
             product_id=reservation.product_id,
             location_id=reservation.location_id,
             delta=-reservation.quantity,
             kind="reservation_commit",
-            reference=reservation.reference,
-            occurred_at=now,
-            recorded_at=now,
             request_id=request_id,
-            actor_id=principal.subject,
+            occurred_at=now,
+            reference=reservation.reference,
         )
         await ledger_repository.add_movements(session, [movement])
         movement_out = movement_read(movement, sku, code)
@@ -469,13 +465,7 @@ async def _close(
     )
     return ReservationResult(
         reservation=reservation_read(reservation, sku, code),
-        balance=BalanceRead(
-            sku=sku,
-            location=code,
-            on_hand=balance.on_hand,
-            reserved=balance.reserved,
-            available=balance.on_hand - balance.reserved,
-        ),
+        balance=_balance_read(sku, code, balance),
         movement=movement_out,
     )
 

@@ -255,21 +255,19 @@ async def add_reservation(session: AsyncSession, reservation: Reservation) -> No
     await session.flush()
 
 
-async def lock_reservation(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation | None:
-    return await session.scalar(
-        select(Reservation).where(Reservation.id == reservation_id).with_for_update()
-    )
-
-
 async def get_reservation(
-    session: AsyncSession, reservation_id: uuid.UUID
+    session: AsyncSession, reservation_id: uuid.UUID, *, lock: bool = False
 ) -> tuple[Reservation, str, str] | None:
+    """A reservation with its SKU and location code; `lock` holds the reservation row (only
+    it) until the transaction ends, so two closes of one reservation serialize."""
     statement = (
         select(Reservation, Product.sku, Location.code)
         .join(Product, Product.id == Reservation.product_id)
         .join(Location, Location.id == Reservation.location_id)
         .where(Reservation.id == reservation_id)
     )
+    if lock:
+        statement = statement.with_for_update(of=Reservation)
     row = (await session.execute(statement)).first()
     return (row[0], row[1], row[2]) if row is not None else None
 
