@@ -154,23 +154,19 @@ class RateLimiter:
         self, session_id: uuid.UUID, *, per_minute: int, burst: int
     ) -> Decision:
         """Count one request against the token family and report its revocation state."""
-        decision = await self._run(str(session_id), per_minute=per_minute, burst=burst)
-        if decision is None:
-            if not self._fail_open:
-                raise ServiceDegraded()
-            return UNLIMITED_FAIL_OPEN
-        return decision
+        return await self.check_key(str(session_id), per_minute=per_minute, burst=burst)
 
     async def check_key(
         self, bucket: str, *, per_minute: int, burst: int | None = None
     ) -> Decision:
-        """Count one attempt against an arbitrary bucket (client IP, login name)."""
+        """Count one attempt against a bucket (a token family, a client IP, a login name).
+        With Redis away: let it through (fail open) or refuse with 503 (fail closed)."""
         decision = await self._run(bucket, per_minute=per_minute, burst=burst or per_minute)
-        if decision is None:
-            if not self._fail_open:
-                raise ServiceDegraded()
-            return UNLIMITED_FAIL_OPEN
-        return decision
+        if decision is not None:
+            return decision
+        if not self._fail_open:
+            raise ServiceDegraded()
+        return UNLIMITED_FAIL_OPEN
 
     async def remember(self, session_id: uuid.UUID, revocation: Revocation) -> None:
         """Cache what PostgreSQL said about a family. Best effort: PostgreSQL stays the truth."""
