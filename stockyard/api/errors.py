@@ -117,6 +117,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# 40001 serialization_failure, 40P01 deadlock_detected: retryable, never a 500.
+CONCURRENCY_FAILURES = frozenset({"40001", "40P01"})
+
+
 def _sqlstate(exc: BaseException) -> str | None:
     for candidate in (exc, getattr(exc, "orig", None)):
         state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
@@ -149,6 +153,18 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             message="The request holds a value the database cannot store "
             "(for example a NUL character in text).",
             request_id=_request_id(request),
+        )
+    if state in CONCURRENCY_FAILURES:
+        # The ledger takes its locks in one order, so a deadlock means a writer outside that
+        # order; either way the transaction was rolled back whole and is safe to send again.
+        log.warning("concurrent_update", sqlstate=state)
+        return envelope_response(
+            status=503,
+            code="concurrent_update",
+            message="The request collided with a concurrent change and was not applied; "
+            "send it again.",
+            request_id=_request_id(request),
+            headers={"Retry-After": "1"},
         )
     if not _is_connection_failure(exc):
         raise exc

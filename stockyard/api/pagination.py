@@ -1,11 +1,18 @@
-"""Opaque cursors for keyset pagination: clients pass back what they were given, unread."""
+"""Opaque cursors for keyset pagination: clients pass back what they were given, unread.
+
+A cursor is decoded by exactly one typed decoder per page shape; anything that decoder did not
+issue (bad base64, wrong JSON, wrong arity, a value of the wrong type, a naive timestamp)
+answers 422 `invalid_cursor`, never a 500.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, TypeVar
 
 from fastapi import Query
@@ -23,25 +30,71 @@ Cursor = Annotated[
 ]
 
 
+class InvalidCursor(ValidationFailed):
+    code = "invalid_cursor"
+    message = "The cursor is not valid: pass back a previous page's next_cursor unchanged."
+
+
 def encode_cursor(*values: str) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, parts: int) -> list[str] | None:
-    if cursor is None:
-        return None
+def _parts(cursor: str, count: int) -> list[str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise ValidationFailed("The cursor is not valid.", details={"cursor": cursor}) from None
+        raise InvalidCursor() from None
     if (
         not isinstance(values, list)
-        or len(values) != parts
-        or not all(isinstance(value, str) for value in values)
+        or len(values) != count
+        or not all(isinstance(value, str) and "\x00" not in value for value in values)
     ):
-        raise ValidationFailed("The cursor is not valid.", details={"cursor": cursor})
+        raise InvalidCursor()
     return values
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidCursor() from None
+
+
+def _instant(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidCursor() from None
+    if moment.tzinfo is None:
+        raise InvalidCursor()
+    return moment
+
+
+def text_cursor(cursor: str | None) -> str | None:
+    """A page ordered by one text key (a SKU, a location code)."""
+    return None if cursor is None else _parts(cursor, 1)[0]
+
+
+def text_pair_cursor(cursor: str | None) -> tuple[str, str] | None:
+    """A page ordered by two text keys (SKU, then location code)."""
+    if cursor is None:
+        return None
+    first, second = _parts(cursor, 2)
+    return first, second
+
+
+def id_cursor(cursor: str | None) -> uuid.UUID | None:
+    """A page ordered by id."""
+    return None if cursor is None else _uuid(_parts(cursor, 1)[0])
+
+
+def instant_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """A page ordered by (time, id)."""
+    if cursor is None:
+        return None
+    moment, row_id = _parts(cursor, 2)
+    return _instant(moment), _uuid(row_id)
 
 
 def split_page(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
 from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, instant_cursor, split_page
 from stockyard.audit import repository as audit_repository
 from stockyard.audit import service as audit_service
 from stockyard.audit.schemas import AuditEventRead, AuditPage, RequestTrace, TraceEvent
@@ -17,7 +16,7 @@ from stockyard.auth.dependencies import require
 from stockyard.auth.guard import Authenticated, authenticate
 from stockyard.auth.scopes import Scope
 from stockyard.auth.tokens import AccessClaims
-from stockyard.core.errors import ValidationFailed
+from stockyard.core.timestamps import Instant
 from stockyard.tenants.dependencies import SupportSession, TenantSession
 
 router = APIRouter(prefix="/api/v1")
@@ -35,17 +34,12 @@ async def list_audit_events(
     request_id: Annotated[str | None, Query(max_length=128)] = None,
     actor_id: Annotated[uuid.UUID | None, Query()] = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[Instant | None, Query()] = None,
+    until: Annotated[Instant | None, Query()] = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> AuditPage:
     del principal
-    before = decode_cursor(cursor, 2)
-    try:
-        position = (datetime.fromisoformat(before[0]), uuid.UUID(before[1])) if before else None
-    except ValueError:
-        raise ValidationFailed("The cursor is not valid.") from None
     events = await audit_repository.list_events(
         session,
         request_id=request_id,
@@ -53,7 +47,7 @@ async def list_audit_events(
         action=action,
         since=since,
         until=until,
-        before=position,
+        before=instant_cursor(cursor),
         limit=limit + 1,
     )
     page, next_cursor = split_page(events, limit, lambda e: (e.occurred_at.isoformat(), str(e.id)))

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from stockyard.api.concurrency import IfMatch, etag, expected_version
 from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
+from stockyard.api.pagination import (
+    DEFAULT_PAGE_SIZE,
+    Cursor,
+    Limit,
+    id_cursor,
+    instant_cursor,
+    split_page,
+)
 from stockyard.api.services import ServicesDep
 from stockyard.auth import client_service, user_service
 from stockyard.auth.dependencies import require
@@ -47,13 +53,12 @@ async def list_users(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> UserPage:
-    after = decode_cursor(cursor, 1)
     users = await user_service.list_users(
         session,
         principal,
         role=role,
         is_active=is_active,
-        after=uuid.UUID(after[0]) if after else None,
+        after=id_cursor(cursor),
         limit=limit + 1,
     )
     page, next_cursor = split_page(users, limit, lambda u: (str(u.id),))
@@ -170,11 +175,10 @@ async def list_clients(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> ClientPage:
-    after = decode_cursor(cursor, 2)
     clients = await client_service.list_clients(
         session,
         principal,
-        after=(datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else None,
+        after=instant_cursor(cursor),
         limit=limit + 1,
     )
     page, next_cursor = split_page(clients, limit, lambda c: (c.created_at.isoformat(), str(c.id)))

@@ -98,12 +98,28 @@ async def apply(
     """Apply the staged batch atomically; the items of any balance that would end below its
     reservations are returned instead (and nothing is written by the caller's rollback)."""
     db = await _driver_connection(session)
+    # Every touched balance is held before anything changes, in key order like every other
+    # writer: existing rows are locked (ON CONFLICT ... WHERE false locks without writing),
+    # missing ones are created empty (and so held). After this statement no concurrent
+    # writer can create, change or lock one of them until we commit, so the statements
+    # below, each with a fresh snapshot, see every balance as it finally stands.
     await db.execute(
         """
-        WITH touched AS (SELECT DISTINCT product_id, location_id FROM movement_resolved),
-        expired AS (
+        INSERT INTO balance (tenant_id, product_id, location_id, on_hand, reserved)
+        SELECT $1, product_id, location_id, 0, 0
+        FROM (SELECT DISTINCT product_id, location_id FROM movement_resolved) touched
+        ORDER BY product_id, location_id
+        ON CONFLICT (tenant_id, product_id, location_id) DO UPDATE
+            SET version = balance.version WHERE false
+        """,
+        tenant_id,
+    )
+    # Reservations only after their balances (the ledger's lock order).
+    await db.execute(
+        """
+        WITH expired AS (
             UPDATE reservation r SET status = 'expired', updated_at = now()
-            FROM touched t
+            FROM (SELECT DISTINCT product_id, location_id FROM movement_resolved) t
             WHERE r.product_id = t.product_id AND r.location_id = t.location_id
               AND r.status = 'active' AND r.expires_at <= now()
             RETURNING r.product_id, r.location_id, r.quantity
@@ -116,16 +132,6 @@ async def apply(
         SET reserved = b.reserved - t.quantity, version = b.version + 1, updated_at = now()
         FROM totals t
         WHERE b.product_id = t.product_id AND b.location_id = t.location_id
-        """
-    )
-    # Lock the balances in key order, as transfers do, so concurrent writers never deadlock.
-    await db.execute(
-        """
-        SELECT 1 FROM balance b
-        WHERE (b.product_id, b.location_id) IN
-              (SELECT product_id, location_id FROM movement_resolved)
-        ORDER BY b.product_id, b.location_id
-        FOR UPDATE
         """
     )
     short = await db.fetch(
@@ -145,9 +151,9 @@ async def apply(
     )
     if short:
         return [ItemProblem(row["idx"], "insufficient stock") for row in short]
-    # Existing balances (locked above) take their net change with an UPDATE; an upsert would
-    # check the proposed new row, with a negative on_hand, against the CHECK before noticing
-    # the conflict.
+    # Every touched balance exists and is held (above): one UPDATE applies the net changes.
+    # (An upsert would check its proposed row, with a negative on_hand, against the CHECK
+    # before noticing the conflict.)
     await db.execute(
         """
         UPDATE balance b
@@ -156,23 +162,6 @@ async def apply(
               FROM movement_resolved GROUP BY product_id, location_id) n
         WHERE b.product_id = n.product_id AND b.location_id = n.location_id
         """
-    )
-    # New balances can only have a net change >= 0 here (checked above); one created
-    # concurrently since is topped up instead.
-    await db.execute(
-        """
-        INSERT INTO balance (tenant_id, product_id, location_id, on_hand, reserved)
-        SELECT $1, n.product_id, n.location_id, n.delta, 0
-        FROM (SELECT product_id, location_id, sum(delta) AS delta
-              FROM movement_resolved GROUP BY product_id, location_id) n
-        WHERE NOT EXISTS (SELECT 1 FROM balance b
-                          WHERE b.product_id = n.product_id AND b.location_id = n.location_id)
-        ORDER BY n.product_id, n.location_id
-        ON CONFLICT (tenant_id, product_id, location_id) DO UPDATE
-            SET on_hand = balance.on_hand + EXCLUDED.on_hand,
-                version = balance.version + 1, updated_at = now()
-        """,
-        tenant_id,
     )
     await db.execute(
         """

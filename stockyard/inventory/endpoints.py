@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from stockyard.api.concurrency import IfMatch, etag, expected_version
 from stockyard.api.deps import InventoryReader, InventoryWriter, TenantSession
 from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
+from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, split_page, text_cursor
 from stockyard.idempotency.dependencies import Idempotent
 from stockyard.inventory import service as catalog_service
 from stockyard.inventory.schemas import (
@@ -58,13 +58,12 @@ async def list_products(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> ProductPage:
-    after = decode_cursor(cursor, 1)
     products = await catalog_service.list_products(
         session,
         principal,
         q=q,
         archived=archived,
-        after_sku=after[0] if after else None,
+        after_sku=text_cursor(cursor),
         limit=limit + 1,
     )
     page, next_cursor = split_page(products, limit, lambda p: (p.sku,))
@@ -126,13 +125,12 @@ async def list_locations(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> LocationPage:
-    after = decode_cursor(cursor, 1)
     locations = await catalog_service.list_locations(
         session,
         principal,
         q=q,
         archived=archived,
-        after_code=after[0] if after else None,
+        after_code=text_cursor(cursor),
         limit=limit + 1,
     )
     page, next_cursor = split_page(locations, limit, lambda loc: (loc.code,))

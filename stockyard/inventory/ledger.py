@@ -422,10 +422,11 @@ async def _close(
     commit: bool,
     request_id: str | None,
 ) -> ReservationResult:
-    found = await ledger_repository.get_reservation(session, reservation_id, lock=True)
+    found = await ledger_repository.get_reservation(session, reservation_id)
     if found is None:
         raise ReservationNotFound()
-    reservation, sku, code = found
+    unlocked, sku, code = found
+    reservation = await ledger_repository.lock_reservation(session, unlocked)
     now = datetime.now(UTC)
     if reservation.status == "active" and reservation.expires_at <= now:
         raise ReservationClosed("The reservation has expired.", details={"status": "expired"})

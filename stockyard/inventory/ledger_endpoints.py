@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from stockyard.api.deps import (
     InventoryReader,
@@ -17,8 +15,15 @@ from stockyard.api.deps import (
     TenantSession,
 )
 from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, decode_cursor, split_page
-from stockyard.core.errors import ValidationFailed
+from stockyard.api.pagination import (
+    DEFAULT_PAGE_SIZE,
+    Cursor,
+    Limit,
+    instant_cursor,
+    split_page,
+    text_pair_cursor,
+)
+from stockyard.core.timestamps import Instant
 from stockyard.idempotency.dependencies import Idempotent
 from stockyard.inventory import ledger
 from stockyard.inventory.schemas import (
@@ -43,16 +48,6 @@ READ = error_responses(*AUTHENTICATED)
 MovementKind = Literal[
     "receipt", "issue", "adjustment", "transfer_out", "transfer_in", "reservation_commit"
 ]
-
-
-def _datetime_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    after = decode_cursor(cursor, 2)
-    if after is None:
-        return None
-    try:
-        return datetime.fromisoformat(after[0]), uuid.UUID(after[1])
-    except ValueError:
-        raise ValidationFailed("The cursor is not valid.") from None
 
 
 @router.post("/movements", status_code=201, response_model=MovementResult, responses=WRITE)
@@ -96,8 +91,8 @@ async def list_movements(
     sku: Annotated[str | None, Query(max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=64)] = None,
     kind: Annotated[MovementKind | None, Query()] = None,
-    start: Annotated[AwareDatetime | None, Query(description="occurred_at >= start")] = None,
-    end: Annotated[AwareDatetime | None, Query(description="occurred_at < end")] = None,
+    start: Annotated[Instant | None, Query(description="occurred_at >= start")] = None,
+    end: Annotated[Instant | None, Query(description="occurred_at < end")] = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> MovementPage:
@@ -109,7 +104,7 @@ async def list_movements(
         kind=kind,
         start=start,
         end=end,
-        after=_datetime_cursor(cursor),
+        after=instant_cursor(cursor),
         limit=limit + 1,
     )
     page, next_cursor = split_page(
@@ -142,14 +137,13 @@ async def read_stock(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> StockPage:
-    after = decode_cursor(cursor, 2)
     items = await ledger.stock(
         session,
         principal,
         sku=sku,
         location=location,
         below_reorder_point=below_reorder_point,
-        after=(after[0], after[1]) if after else None,
+        after=text_pair_cursor(cursor),
         limit=limit + 1,
     )
     page, next_cursor = split_page(items, limit, lambda item: (item.sku, item.location))
@@ -178,7 +172,7 @@ async def list_reservations(
     cursor: Cursor = None,
 ) -> ReservationPage:
     reservations = await ledger.list_reservations(
-        session, principal, status=status, after=_datetime_cursor(cursor), limit=limit + 1
+        session, principal, status=status, after=instant_cursor(cursor), limit=limit + 1
     )
     page, next_cursor = split_page(
         reservations, limit, lambda r: (r.created_at.isoformat(), str(r.id))

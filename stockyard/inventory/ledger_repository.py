@@ -3,6 +3,11 @@
 Every balance change is ONE guarded statement (an upsert or an UPDATE whose WHERE carries the
 stock rule), so two transactions can never both pass a check that only one of them may pass:
 PostgreSQL re-evaluates the WHERE against the row as the first one left it.
+
+One lock order, everywhere (single movements, transfers, bulk ingest, reservations, the lazy
+expiry and the periodic sweep): balance rows in (product_id, location_id) order, and a
+reservation row only while its balance row is already held. Two writers then always meet on
+the first balance they share and queue there, so they cannot deadlock.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from sqlalchemy import Row, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.inventory.models import Location, Movement, Product, Reservation
+from stockyard.inventory.models import Balance, Location, Movement, Product, Reservation
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +41,20 @@ def _balance(row: Row[Any] | None) -> BalanceRow | None:
 
 _RETURNING = "RETURNING product_id, location_id, on_hand, reserved, version"
 
+# The balance row is locked (by the `held` CTE) before any of its reservations: a reservation
+# row can only reach the UPDATE joined to the balance row, which LockRows has already locked.
 _EXPIRE_FOR_BALANCE = text(
     """
-    WITH expired AS (
-        UPDATE reservation SET status = 'expired', updated_at = now()
+    WITH held AS (
+        SELECT product_id, location_id FROM balance
         WHERE product_id = :product_id AND location_id = :location_id
-          AND status = 'active' AND expires_at <= now()
-        RETURNING quantity
+        FOR UPDATE
+    ), expired AS (
+        UPDATE reservation r SET status = 'expired', updated_at = now()
+        FROM held h
+        WHERE r.product_id = h.product_id AND r.location_id = h.location_id
+          AND r.status = 'active' AND r.expires_at <= now()
+        RETURNING r.quantity
     )
     UPDATE balance
     SET reserved = reserved - (SELECT sum(quantity) FROM expired),
@@ -150,21 +162,6 @@ async def unreserve(
     return row
 
 
-async def get_balance(
-    session: AsyncSession, product_id: uuid.UUID, location_id: uuid.UUID
-) -> BalanceRow | None:
-    row = (
-        await session.execute(
-            text(
-                "SELECT product_id, location_id, on_hand, reserved, version FROM balance "
-                "WHERE product_id = :product_id AND location_id = :location_id"
-            ),
-            {"product_id": product_id, "location_id": location_id},
-        )
-    ).first()
-    return _balance(row)
-
-
 async def add_movements(session: AsyncSession, movements: Sequence[Movement]) -> None:
     session.add_all(movements)
     await session.flush()
@@ -256,20 +253,42 @@ async def add_reservation(session: AsyncSession, reservation: Reservation) -> No
 
 
 async def get_reservation(
-    session: AsyncSession, reservation_id: uuid.UUID, *, lock: bool = False
+    session: AsyncSession, reservation_id: uuid.UUID
 ) -> tuple[Reservation, str, str] | None:
-    """A reservation with its SKU and location code; `lock` holds the reservation row (only
-    it) until the transaction ends, so two closes of one reservation serialize."""
+    """A reservation with its SKU and location code, unlocked."""
     statement = (
         select(Reservation, Product.sku, Location.code)
         .join(Product, Product.id == Reservation.product_id)
         .join(Location, Location.id == Reservation.location_id)
         .where(Reservation.id == reservation_id)
     )
-    if lock:
-        statement = statement.with_for_update(of=Reservation)
     row = (await session.execute(statement)).first()
     return (row[0], row[1], row[2]) if row is not None else None
+
+
+async def lock_reservation(session: AsyncSession, reservation: Reservation) -> Reservation:
+    """Hold a reservation's balance row, then the reservation row itself (the ledger's lock
+    order), and reload the reservation as it now stands: two closes of one reservation, or a
+    close racing the sweep, serialize here."""
+    held = (
+        select(Balance.product_id)
+        .where(
+            Balance.product_id == reservation.product_id,
+            Balance.location_id == reservation.location_id,
+        )
+        .with_for_update()
+        .cte("held")
+    )
+    statement = (
+        select(Reservation)
+        .join(held, held.c.product_id == Reservation.product_id)
+        .where(Reservation.id == reservation.id)
+        .with_for_update(of=Reservation)
+        .execution_options(populate_existing=True)
+    )
+    locked = await session.scalar(statement)
+    assert locked is not None, "reservations are never deleted"
+    return locked
 
 
 async def list_reservations(
@@ -300,14 +319,24 @@ async def tenants_with_expired_reservations(session: AsyncSession) -> list[uuid.
 
 
 async def expire_all_reservations(session: AsyncSession) -> int:
-    """The periodic sweep for one tenant: every expired reservation lets its stock go."""
+    """The periodic sweep for one tenant: every expired reservation lets its stock go. The
+    balances are locked first, in key order, and only their reservations are expired."""
     result = await session.execute(
         text(
             """
-            WITH expired AS (
-                UPDATE reservation SET status = 'expired', updated_at = now()
-                WHERE status = 'active' AND expires_at <= now()
-                RETURNING product_id, location_id, quantity
+            WITH held AS (
+                SELECT b.product_id, b.location_id FROM balance b
+                WHERE (b.product_id, b.location_id) IN (
+                    SELECT product_id, location_id FROM reservation
+                    WHERE status = 'active' AND expires_at <= now())
+                ORDER BY b.product_id, b.location_id
+                FOR UPDATE
+            ), expired AS (
+                UPDATE reservation r SET status = 'expired', updated_at = now()
+                FROM held h
+                WHERE r.product_id = h.product_id AND r.location_id = h.location_id
+                  AND r.status = 'active' AND r.expires_at <= now()
+                RETURNING r.product_id, r.location_id, r.quantity
             ), totals AS (
                 SELECT product_id, location_id, sum(quantity) AS quantity
                 FROM expired GROUP BY product_id, location_id

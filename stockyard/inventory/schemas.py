@@ -4,7 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stockyard.core.timestamps import Instant
 
 # Large enough for any real stock count, small enough that sums never overflow bigint.
 MAX_QUANTITY = 10**12
@@ -96,7 +98,7 @@ class MovementCreate(BaseModel):
     quantity: int = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)
     reason: str | None = Text
     reference: str | None = Text
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Instant | None = None
 
     @model_validator(mode="after")
     def _check_quantity(self) -> MovementCreate:
