@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -86,9 +87,14 @@ def serve(
     """Run the API. With no database or Redis URL configured, embedded ones start first."""
     import uvicorn
 
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal with the handler
+    # that was installed before it started. The default one would end the process on the
+    # spot and skip the embedded services' shutdown below; this one unwinds like Ctrl-C.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with _runtime() as runtime:
-        if runtime.settings.should_migrate_on_start:
-            migrate(runtime.settings)
+        settings = runtime.settings
+        if settings.should_migrate_on_start:
+            migrate(settings)
         uvicorn.run(
             "stockyard.api.app:create_app",
             factory=True,
@@ -98,7 +104,16 @@ def serve(
             log_config=None,
             proxy_headers=False,
             timeout_graceful_shutdown=20,
+            # h11 bounds the request line and headers (httptools accepts any size), and
+            # idle keep-alive connections are closed after a few seconds.
+            http="h11",
+            h11_max_incomplete_event_size=settings.max_header_bytes,
+            timeout_keep_alive=settings.keep_alive_seconds,
         )
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @tenants_app.command("create")

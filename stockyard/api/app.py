@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import FastAPI
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from stockyard import __version__
 from stockyard.api.errors import install_error_handlers
@@ -154,6 +155,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Starlette's own body limit: decided from Content-Length before the body is read and
+    # enforced while it streams in; routes that need more (bulk ingest) raise it with their
+    # own `max_body_size`. Inside the request-context middleware, so its 413 leaves as the
+    # envelope with the request id.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(well_known_router)

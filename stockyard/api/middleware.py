@@ -32,6 +32,13 @@ def _route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else "<unmatched>"
 
 
+def _is_plain_413(message: Message) -> bool:
+    return message["status"] == 413 and any(
+        name == b"content-type" and value.startswith(b"text/plain")
+        for name, value in message.get("headers", ())
+    )
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -54,9 +61,26 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        # Starlette's body limit answers a too-large body with its own plain-text 413 (and then
+        # unwinds with a private signal); it leaves here as the envelope instead.
+        body_limit_hit = False
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, body_limit_hit
+            if body_limit_hit:
+                return
+            if message["type"] == "http.response.start" and _is_plain_413(message):
+                body_limit_hit = True
+                response = envelope_response(
+                    status=413,
+                    code="payload_too_large",
+                    message="The request body is larger than this route accepts.",
+                    request_id=request_id,
+                )
+                body_limit_hit = False
+                await response(scope, receive, send_with_request_id)
+                body_limit_hit = True
+                return
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
@@ -71,6 +95,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception:
+            if body_limit_hit:
+                return
             log.exception("unhandled_exception")
             if response_started:
                 raise

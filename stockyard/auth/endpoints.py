@@ -26,6 +26,9 @@ well_known = APIRouter(tags=["auth"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FormField = Annotated[str | None, Form(max_length=4096)]
+# The token and revocation endpoints take a few short text fields: a multipart file part is
+# refused before it is spooled anywhere, and the whole form is small.
+TOKEN_FORM_BODY_BYTES = 64 * 1024
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -56,6 +59,8 @@ def _required(**fields: str | None) -> dict[str, str]:
     response_model=TokenResponse,
     dependencies=[Depends(limit_by_ip)],
     summary="Exchange credentials or a refresh token for tokens",
+    max_body_size=TOKEN_FORM_BODY_BYTES,
+    form_limits={"max_files": 0, "max_fields": 16, "max_part_size": 8192},
     responses=error_responses(400, 401, 422, 429, 503),
 )
 async def issue_token(
@@ -119,6 +124,8 @@ async def issue_token(
     "/auth/revoke",
     dependencies=[Depends(limit_by_ip)],
     summary="Revoke a refresh token and its whole family (RFC 7009)",
+    max_body_size=TOKEN_FORM_BODY_BYTES,
+    form_limits={"max_files": 0, "max_fields": 16, "max_part_size": 8192},
     responses=error_responses(422, 429, 503),
 )
 async def revoke_token(

@@ -113,6 +113,21 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         default=30.0, gt=0, description="How often expired reservations and keys are swept."
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes (bulk ingest has its own, larger limit); "
+        "larger ones answer 413 before they are read.",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=4096,
+        le=1024 * 1024,
+        description="Largest request line plus headers `stockyard serve` accepts.",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, le=300, description="How long an idle keep-alive connection stays open."
+    )
     redis_key_prefix: str = Field(
         default="", description="Prefix of every Redis key (lets several deployments share one)."
     )

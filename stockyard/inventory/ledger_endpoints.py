@@ -27,6 +27,7 @@ from stockyard.core.timestamps import Instant
 from stockyard.idempotency.dependencies import Idempotent
 from stockyard.inventory import ledger
 from stockyard.inventory.schemas import (
+    MAX_BULK_BODY_BYTES,
     BulkMovements,
     BulkResult,
     MovementCreate,
@@ -69,6 +70,7 @@ async def record_movement(
     status_code=201,
     response_model=BulkResult,
     responses=error_responses(*AUTHENTICATED, 409, 413),
+    max_body_size=MAX_BULK_BODY_BYTES,
 )
 async def ingest_movements(
     body: BulkMovements,

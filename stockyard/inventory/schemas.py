@@ -11,6 +11,8 @@ from stockyard.core.timestamps import Instant
 # Large enough for any real stock count, small enough that sums never overflow bigint.
 MAX_QUANTITY = 10**12
 MAX_BULK_ITEMS = 10_000
+# Room for MAX_BULK_ITEMS items of ~1.6 KB of JSON each (a typical item is ~120 bytes).
+MAX_BULK_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_RESERVATION_SECONDS = 900
 
 Sku = Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")

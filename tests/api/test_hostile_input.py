@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -78,3 +79,75 @@ async def test_an_instant_outside_utc_years_is_422_on_single_and_bulk(
     history = await inv.get("/movements", start=occurred_at)
     assert history.status_code == 422, history.text
     assert (await inv.balance(sku, code))["on_hand"] == 0
+
+
+async def _assert_413(response: httpx.Response) -> None:
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["code"] == "payload_too_large"
+    assert error["request_id"] == response.headers["X-Request-ID"]
+
+
+async def test_a_body_over_the_limit_is_413_before_authentication(
+    client: httpx.AsyncClient,
+) -> None:
+    """Unauthenticated and oversized: refused from Content-Length, in the envelope."""
+    body = b'{"sku": "' + b"x" * (2 * 1024 * 1024) + b'", "name": "n"}'
+    await _assert_413(
+        await client.post(
+            "/api/v1/products", content=body, headers={"Content-Type": "application/json"}
+        )
+    )
+
+
+async def test_a_streamed_body_over_the_limit_is_413_while_it_streams(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """No Content-Length (chunked): the limit is enforced as the bytes arrive."""
+    sent = 0
+
+    async def chunks() -> Any:
+        nonlocal sent
+        yield b'{"sku": "'
+        for _ in range(64):
+            sent += 64 * 1024
+            yield b"x" * (64 * 1024)
+        yield b'", "name": "n"}'
+
+    response = await client.post(
+        "/api/v1/products",
+        content=chunks(),
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    await _assert_413(response)
+    listed = await client.get("/api/v1/products", headers=tenant.headers)
+    assert listed.json()["items"] == []
+
+
+async def test_bulk_takes_ten_thousand_items_but_not_an_unbounded_body(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    inv = Inventory(client, tenant)
+    sku = (await inv.product())["sku"]
+    code = (await inv.location())["code"]
+    item = {"sku": sku, "location": code, "kind": "receipt", "quantity": 1, "reason": "r" * 100}
+    full = await inv.post("/movements/bulk", {"items": [item] * 10_000})
+    assert full.status_code == 201, full.text
+    huge = {**item, "reason": "r" * 2000, "reference": "f" * 2000}
+    await _assert_413(await inv.post("/movements/bulk", {"items": [huge] * 10_000}))
+    assert (await inv.balance(sku, code))["on_hand"] == 10_000
+
+
+async def test_the_token_endpoint_refuses_multipart_files(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "password", "username": "a@b.c", "password": "x"},
+        files={"upload": ("big.bin", b"\0" * 32 * 1024, "application/octet-stream")},
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["request_id"] == response.headers["X-Request-ID"]
+    oversized = await client.post(
+        "/api/v1/auth/token",
+        files={"upload": ("big.bin", b"\0" * 1024 * 1024, "application/octet-stream")},
+    )
+    await _assert_413(oversized)

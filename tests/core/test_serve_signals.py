@@ -1,0 +1,115 @@
+"""`stockyard serve` on its embedded services: SIGTERM and SIGINT stop everything it started,
+and the server's own limits hold on a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _started_from(data_dir: Path) -> list[psutil.Process]:
+    """Processes whose command line or open files name the data directory."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(data_dir) in part for part in process.info["cmdline"] or []):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+async def _serve(data_dir: Path, port: int, workers: int) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKYARD_")}
+    env.update(STOCKYARD_DATA_DIR=str(data_dir), STOCKYARD_LOG_LEVEL="WARNING")
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "stockyard.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        env=env,
+        cwd=data_dir.parent,
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get("/health")).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    server.kill()
+    raise AssertionError("stockyard serve did not become healthy")
+
+
+@pytest.mark.parametrize(
+    ("signum", "workers"),
+    [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGINT, 1)],
+    ids=["sigterm-1-worker", "sigterm-2-workers", "sigint-1-worker"],
+)
+async def test_a_stop_signal_stops_the_embedded_services_too(
+    tmp_path: Path, signum: int, workers: int
+) -> None:
+    data_dir = tmp_path / "data"
+    server = await _serve(data_dir, _free_port(), workers)
+    try:
+        children = psutil.Process(server.pid).children(recursive=True)
+        assert _started_from(data_dir), "the embedded services should run under the data dir"
+        server.send_signal(signum)
+        await asyncio.wait_for(server.wait(), 60)
+        psutil.wait_procs(children, timeout=15)
+        left = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not left, [p.cmdline() for p in left]
+        assert not _started_from(data_dir)
+    finally:
+        if server.returncode is None:
+            server.kill()
+
+
+async def test_oversized_headers_are_refused_and_the_server_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    server = await _serve(tmp_path / "data", port, 1)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        writer.write(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(1024):  # 1 MiB of headers, far over the 16 KiB default
+                writer.write(b"X-Padding: " + b"a" * 1010 + b"\r\n")
+                await writer.drain()
+        except ConnectionError:
+            pass  # the server closed the connection mid-flood: refused
+        try:
+            answer = await asyncio.wait_for(reader.read(200), 5)
+        except ConnectionError:
+            answer = b""
+        writer.transport.abort()
+        assert answer == b"" or answer.split(b" ")[1].startswith(b"4"), answer
+        assert time.monotonic() - started < 5
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/livez")).status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(server.wait(), 60)
