@@ -264,7 +264,9 @@ def trace(request_id: Annotated[str, typer.Argument(help="The X-Request-ID to fo
     from stockyard.audit import repository as audit_repository
 
     with _runtime() as runtime:
-        rows = _with_owner_session(runtime, lambda s: audit_repository.trace(s, request_id))
+        rows = _with_owner_session(
+            runtime, lambda s: audit_repository.trace(s, request_id, limit=1000)
+        )
     if not rows:
         typer.echo(f"no audit events for request {request_id}")
         raise typer.Exit(1)

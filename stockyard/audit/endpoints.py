@@ -20,6 +20,9 @@ from stockyard.core.timestamps import Instant
 from stockyard.tenants.dependencies import SupportSession, TenantSession
 
 router = APIRouter(prefix="/api/v1")
+# A request produces a handful of events; a client-chosen id shared by many requests (or
+# tenants) must not turn one lookup into an unbounded read.
+TRACE_LIMIT = 200
 
 AuditReader = Annotated[AccessClaims, Depends(require(Scope.AUDIT_READ))]
 RequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
@@ -67,8 +70,11 @@ async def trace_request(
     session: SupportSession,
     auth: Annotated[Authenticated, Depends(authenticate)],
 ) -> RequestTrace:
-    rows = await audit_service.trace_for_staff(session, auth.claims, request_id=request_id)
+    rows = await audit_service.trace_for_staff(
+        session, auth.claims, request_id=request_id, limit=TRACE_LIMIT + 1
+    )
     return RequestTrace(
         request_id=request_id,
-        events=[TraceEvent.model_validate(row, from_attributes=True) for row in rows],
+        events=[TraceEvent.model_validate(row, from_attributes=True) for row in rows[:TRACE_LIMIT]],
+        truncated=len(rows) > TRACE_LIMIT,
     )

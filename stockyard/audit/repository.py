@@ -56,18 +56,23 @@ async def become_support(session: AsyncSession) -> None:
     await session.execute(text(f"SET LOCAL ROLE {SUPPORT_ROLE}"))
 
 
-async def trace(session: AsyncSession, request_id: str) -> list[Any]:
+async def trace(session: AsyncSession, request_id: str, *, limit: int) -> list[Any]:
+    """The events of one request id, oldest first, at most `limit`: what happened, to which
+    tenant, with what outcome; never `details` (the support role may not read it). Request
+    ids come from clients, so the same id may name requests of several tenants: each event
+    carries its own tenant."""
     result = await session.execute(
         text(
             """
             SELECT a.tenant_id, t.slug AS tenant_slug, a.occurred_at, a.actor_type, a.actor_id,
-                   a.action, a.resource_type, a.resource_id, a.status, a.details
+                   a.action, a.resource_type, a.resource_id, a.status
             FROM audit_event a LEFT JOIN tenant t ON t.id = a.tenant_id
             WHERE a.request_id = :request_id
             ORDER BY a.occurred_at, a.id
+            LIMIT :limit
             """
         ),
-        {"request_id": request_id},
+        {"request_id": request_id, "limit": limit},
     )
     return list(result.all())
 

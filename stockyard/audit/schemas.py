@@ -37,9 +37,9 @@ class TraceEvent(BaseModel):
     resource_type: str | None
     resource_id: str | None
     status: int | None
-    details: dict[str, Any] | None
 
 
 class RequestTrace(BaseModel):
     request_id: str
     events: list[TraceEvent]
+    truncated: bool

@@ -122,12 +122,12 @@ async def record_apart(
 
 
 async def trace_for_staff(
-    session: AsyncSession, principal: AccessClaims, *, request_id: str
+    session: AsyncSession, principal: AccessClaims, *, request_id: str, limit: int
 ) -> list[Any]:
     """Every event of one request across tenants, read as the support role; the lookup is
     itself audited, under the platform."""
     await audit_repository.become_support(session)
-    events = await audit_repository.trace(session, request_id)
+    events = await audit_repository.trace(session, request_id, limit=limit)
     await audit_repository.add(
         session,
         _event(

@@ -120,9 +120,11 @@ async def test_tenant_admin_is_refused_by_support_routes(
 
 
 async def test_support_role_reads_audit_and_nothing_else(
-    tenant: Tenant, settings: Settings, owner_db: asyncpg.Connection
+    client: httpx.AsyncClient, tenant: Tenant, settings: Settings, owner_db: asyncpg.Connection
 ) -> None:
     from stockyard.core.database import app_url, to_libpq_dsn
+
+    await Inventory(client, tenant).product()  # one audited change of this tenant
 
     connection = await asyncpg.connect(to_libpq_dsn(app_url(settings)))
     try:
@@ -133,7 +135,16 @@ async def test_support_role_reads_audit_and_nothing_else(
                     await connection.fetch(f"SELECT * FROM {table}")
         async with connection.transaction():
             await connection.execute(f"SET LOCAL ROLE {SUPPORT_ROLE}")
-            assert await connection.fetchval("SELECT count(*) FROM audit_event") >= 0
+            # The support role sees the tenant's events (any tenant's, no tenant is set)...
+            actions = await connection.fetch(
+                "SELECT action FROM audit_event WHERE tenant_id = $1", tenant.id
+            )
+            assert actions, "the support role should read every tenant's audit events"
+        async with connection.transaction():
+            await connection.execute(f"SET LOCAL ROLE {SUPPORT_ROLE}")
+            # ...but never what a request changed.
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await connection.fetch("SELECT details FROM audit_event")
     finally:
         await connection.close()
     # Without SET ROLE the app role gets nothing from its membership (NOINHERIT).
@@ -201,3 +212,52 @@ async def test_metrics_token_protects_metrics(services: TestServices, settings: 
         assert (await client.get("/metrics")).status_code == 401
         ok = await client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 20})
         assert ok.status_code == 200
+
+
+async def test_a_trace_shows_no_business_values_and_every_tenant_of_a_shared_id(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, staff_token: str
+) -> None:
+    """Request ids are chosen by clients: two tenants may send the same one. The trace keeps
+    them apart by tenant, and shows what happened, never the SKU, location or quantity."""
+    shared = f"shared-{tenant.slug}"
+    skus = []
+    for who in (tenant, other_tenant):
+        inv = Inventory(client, who)
+        sku = (await inv.product())["sku"]
+        code = (await inv.location())["code"]
+        skus += [sku, code]
+        receipt = await inv.post(
+            "/movements",
+            {"sku": sku, "location": code, "kind": "receipt", "quantity": 7331},
+            **{"X-Request-ID": shared},
+        )
+        assert receipt.status_code == 201
+    trace = await client.get(f"/api/v1/support/requests/{shared}", headers=bearer(staff_token))
+    assert trace.status_code == 200, trace.text
+    body = trace.json()
+    assert body["truncated"] is False
+    assert sorted((e["tenant_slug"], e["action"]) for e in body["events"]) == sorted(
+        [(tenant.slug, "movement.create"), (other_tenant.slug, "movement.create")]
+    )
+    assert {e["tenant_id"] for e in body["events"]} == {str(tenant.id), str(other_tenant.id)}
+    assert all("details" not in event for event in body["events"])
+    for business_value in [*skus, "7331"]:
+        assert business_value not in trace.text
+
+
+async def test_a_trace_is_bounded(
+    client: httpx.AsyncClient, tenant: Tenant, staff_token: str, owner_db: asyncpg.Connection
+) -> None:
+    await owner_db.execute(
+        """
+        INSERT INTO audit_event (tenant_id, id, occurred_at, request_id, actor_type, action,
+                                 status)
+        SELECT $1, gen_random_uuid(), now(), 'busy-id', 'user', 'product.create', 201
+        FROM generate_series(1, 250)
+        """,
+        tenant.id,
+    )
+    trace = await client.get("/api/v1/support/requests/busy-id", headers=bearer(staff_token))
+    assert trace.status_code == 200
+    assert len(trace.json()["events"]) == 200
+    assert trace.json()["truncated"] is True
