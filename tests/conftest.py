@@ -39,6 +39,7 @@ def make_settings(services: TestServices, **overrides: Any) -> Settings:
         "rate_limit_burst": UNLIMITED,
         "ip_rate_limit_per_minute": UNLIMITED,
         "login_rate_limit_per_minute": UNLIMITED,
+        "login_account_rate_limit_per_minute": UNLIMITED,
         "signing_key_cache_seconds": 0.2,
     }
     values.update(overrides)

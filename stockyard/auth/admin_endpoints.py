@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from stockyard.api.concurrency import IfMatch, etag, expected_version
 from stockyard.api.openapi import AUTHENTICATED, error_responses
@@ -20,6 +20,7 @@ from stockyard.api.pagination import (
 from stockyard.api.services import ServicesDep
 from stockyard.auth import client_service, user_service
 from stockyard.auth.dependencies import require
+from stockyard.auth.guard import client_ip
 from stockyard.auth.models import ApiClient
 from stockyard.auth.schemas import (
     ClientCreate,
@@ -135,14 +136,14 @@ async def deactivate_user(
     responses=error_responses(*AUTHENTICATED, 400, 404),
 )
 async def change_password(
-    body: PasswordChange, session: TenantSession, principal: AnyUser, services: ServicesDep
+    body: PasswordChange, principal: AnyUser, services: ServicesDep, request: Request
 ) -> None:
     await user_service.change_own_password(
-        session,
         services,
         principal,
         current_password=body.current_password,
         new_password=body.new_password,
+        address=client_ip(request, services.settings.trusted_proxies),
     )
 
 

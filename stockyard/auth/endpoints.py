@@ -14,7 +14,7 @@ from stockyard.auth import repository as auth_repository
 from stockyard.auth import service as auth_service
 from stockyard.auth.dependencies import CurrentPrincipal
 from stockyard.auth.exceptions import InvalidClient, InvalidRequest, UnsupportedGrantType
-from stockyard.auth.guard import limit_by_ip, limit_login
+from stockyard.auth.guard import client_ip, limit_by_ip
 from stockyard.auth.schemas import JWKSet, MeClient, MeRead, MeTenant, MeUser, TokenResponse
 from stockyard.auth.scopes import Role
 from stockyard.core.errors import NotFound
@@ -77,22 +77,23 @@ async def issue_token(
     client_secret: FormField = None,
 ) -> TokenResponse:
     response.headers.update(NO_STORE)
+    address = client_ip(request, services.settings.trusted_proxies)
     if grant_type == "password" and not tenant:
         # No tenant: a platform support engineer signing in.
         fields = _required(username=username, password=password)
-        await limit_login(services, tenant="", username=fields["username"])
         pair = await auth_service.staff_password_grant(
-            session, services, email=fields["username"], password=fields["password"]
+            services, email=fields["username"], password=fields["password"], address=address
         )
     elif grant_type == "password":
         fields = _required(username=username, password=password, tenant=tenant)
-        await limit_login(services, tenant=fields["tenant"], username=fields["username"])
+        # The sign-in opens its own short transactions (no connection while it hashes);
+        # `session` below serves the other grants and is never connected on this path.
         pair = await auth_service.password_grant(
-            session,
             services,
             tenant_slug=fields["tenant"],
             email=fields["username"],
             password=fields["password"],
+            address=address,
         )
     elif grant_type == "refresh_token":
         fields = _required(refresh_token=refresh_token)

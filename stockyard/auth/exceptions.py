@@ -51,6 +51,11 @@ class WrongPassword(AppError):
     message = "The current password is wrong."
 
 
+class PasswordChangedMeanwhile(Conflict):
+    code = "password_changed"
+    message = "The password was changed by another request meanwhile; nothing was changed."
+
+
 class LastOwner(Conflict):
     code = "last_owner"
     message = "A tenant must keep at least one active owner."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -86,19 +87,38 @@ def _is_trusted(address: str, trusted_proxies: list[str]) -> bool:
 
 
 async def limit_by_ip(request: Request, services: ServicesDep) -> None:
-    """Brute-force guard for unauthenticated endpoints (token, signup), per client address."""
+    """Brute-force guard for unauthenticated endpoints (token, signup), per client address.
+    Its burst is a tenth of the per-minute rate: a flood is cut off after a handful."""
     settings = services.settings
     address = client_ip(request, settings.trusted_proxies)
+    per_minute = settings.ip_rate_limit_per_minute
     decision = await services.limiter.check_key(
-        f"ip:{address}", per_minute=settings.ip_rate_limit_per_minute
+        f"ip:{address}", per_minute=per_minute, burst=max(1, per_minute // 10)
     )
     decision.raise_if_limited()
 
 
-async def limit_login(services: Services, *, tenant: str, username: str) -> None:
-    """Password guesses per (tenant, username), whichever addresses they come from."""
-    digest = hashlib.sha256(f"{tenant}\x00{username.strip().lower()}".encode()).hexdigest()[:32]
+def login_account(tenant: uuid.UUID | str, email: str) -> str:
+    """The guard's name for one account: the tenant (its id once known, else the slug given)
+    and the normalised email, hashed so no address or email sits in Redis in clear."""
+    return hashlib.sha256(f"{tenant}\x00{email.strip().lower()}".encode()).hexdigest()[:32]
+
+
+async def limit_login(services: Services, *, account: str, address: str) -> None:
+    """Password guesses against one account (sign-ins, and wrong current passwords on
+    /me/password): a hard limit per (account, client address), and a much higher ceiling per
+    account across all addresses. An attacker at one address exhausts only their own
+    allowance, so they cannot lock the real user out of signing in from the user's address;
+    a distributed guess is still capped by the ceiling."""
+    settings = services.settings
+    place = hashlib.sha256(address.encode()).hexdigest()[:16]
+    per_address = settings.login_rate_limit_per_minute
     decision = await services.limiter.check_key(
-        f"login:{digest}", per_minute=services.settings.login_rate_limit_per_minute
+        f"login:{account}:{place}", per_minute=per_address, burst=max(1, per_address // 2)
+    )
+    decision.raise_if_limited()
+    ceiling = settings.login_account_rate_limit_per_minute
+    decision = await services.limiter.check_key(
+        f"login:{account}", per_minute=ceiling, burst=max(1, ceiling // 4)
     )
     decision.raise_if_limited()

@@ -48,6 +48,29 @@ async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == email))
 
 
+async def lock_user_for_session(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The user as it stands now, share-locked until the transaction ends: a password change,
+    role change or deactivation (which update this row before they revoke sessions) waits
+    for a session created under this lock, and so revokes it too."""
+    statement = (
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(statement)
+
+
+async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    statement = (
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(statement)
+
+
 async def lock_active_owners(session: AsyncSession) -> Sequence[uuid.UUID]:
     """Lock the tenant's active owners so two concurrent demotions can't both pass the
     last-owner check."""

@@ -17,6 +17,7 @@ from stockyard.audit import service as audit_service
 from stockyard.audit.models import PLATFORM_TENANT_ID, AuditEvent
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.exceptions import InvalidClient, InvalidGrant, RefreshTokenReused
+from stockyard.auth.guard import limit_login, login_account
 from stockyard.auth.models import RefreshToken, TokenFamily, User
 from stockyard.auth.passwords import verify_password
 from stockyard.auth.scopes import CLIENT_ROLE, ROLE_SCOPES, STAFF_ROLE, STAFF_SCOPES, Role
@@ -103,21 +104,34 @@ async def _start_family(session: AsyncSession, services: Services, user: User) -
 
 
 async def password_grant(
-    session: AsyncSession,
     services: Services,
     *,
     tenant_slug: str,
     email: str,
     password: str,
+    address: str,
 ) -> TokenPair:
-    """Sign a user in. Every failure looks the same and costs the same password check."""
-    tenant_id = await tenant_repository.tenant_id_for_slug(session, tenant_slug)
+    """Sign a user in. Every failure looks the same and costs the same password check.
+
+    Three steps, and no database connection is held across the slow middle one: look the
+    user up (and count the guess against the account's guard), check the password, then
+    create the session in a transaction that share-locks the user and insists the password
+    checked is still its password and the user still active. A password change or
+    deactivation that commits first makes the sign-in fail (a role change gives the session
+    the new role); one that commits after it waits for it and then revokes the new session
+    with the others."""
+    email = normalize_email(email)
     user: User | None = None
-    if tenant_id is not None:
-        await tenant_repository.set_current_tenant(session, tenant_id)
-        user = await auth_repository.get_user_by_email(session, normalize_email(email))
+    async with services.sessionmaker() as session, session.begin():
+        tenant_id = await tenant_repository.tenant_id_for_slug(session, tenant_slug)
+        if tenant_id is not None:
+            await tenant_repository.set_current_tenant(session, tenant_id)
+            user = await auth_repository.get_user_by_email(session, email)
+    await limit_login(
+        services, account=login_account(tenant_id or tenant_slug, email), address=address
+    )
     valid = await verify_password(password, user.password_hash if user else None)
-    if user is None or not valid or not user.is_active:
+    if tenant_id is None or user is None or not valid or not user.is_active:
         log.info("login_failed", tenant=tenant_slug)
         if tenant_id is not None:
             await audit_service.record_apart(
@@ -130,15 +144,23 @@ async def password_grant(
                 details={"reason": "inactive" if user and valid else "bad_credentials"},
             )
         raise InvalidGrant("The email, password or tenant is wrong.")
-    return await _start_family(session, services, user)
+    async with tenant_repository.tenant_transaction(services.sessionmaker, tenant_id) as session:
+        current = await auth_repository.lock_user_for_session(session, user.id)
+        if current is None or not current.is_active or current.password_hash != user.password_hash:
+            raise InvalidGrant("The account changed while signing in; sign in again.")
+        # A role changed meanwhile is simply the role the new session gets.
+        return await _start_family(session, services, current)
 
 
 async def staff_password_grant(
-    session: AsyncSession, services: Services, *, email: str, password: str
+    services: Services, *, email: str, password: str, address: str
 ) -> TokenPair:
     """Sign a support engineer in: a short-lived token for the support routes only, with no
-    tenant and no refresh token."""
-    staff = await audit_repository.staff_for_login(session, normalize_email(email))
+    tenant and no refresh token. The look-up's connection is released before the check."""
+    email = normalize_email(email)
+    async with services.sessionmaker() as session, session.begin():
+        staff = await audit_repository.staff_for_login(session, email)
+    await limit_login(services, account=login_account("staff", email), address=address)
     valid = await verify_password(password, staff.password_hash if staff else None)
     if staff is None or not valid or not staff.is_active:
         log.info("staff_login_failed")

@@ -10,7 +10,14 @@ from stockyard.api.services import Services
 from stockyard.audit import service as audit_service
 from stockyard.auth import repository as auth_repository
 from stockyard.auth import service as auth_service
-from stockyard.auth.exceptions import EmailTaken, LastOwner, RoleNotAllowed, WrongPassword
+from stockyard.auth.exceptions import (
+    EmailTaken,
+    LastOwner,
+    PasswordChangedMeanwhile,
+    RoleNotAllowed,
+    WrongPassword,
+)
+from stockyard.auth.guard import limit_login, login_account
 from stockyard.auth.models import User
 from stockyard.auth.passwords import hash_password, verify_password
 from stockyard.auth.schemas import UserCreate, UserUpdate
@@ -18,6 +25,7 @@ from stockyard.auth.scopes import Role
 from stockyard.auth.tokens import AccessClaims
 from stockyard.core.database import insert_unique, save_new_version
 from stockyard.core.errors import Forbidden, NotFound, PreconditionFailed
+from stockyard.tenants import repository as tenant_repository
 
 
 def _may_manage(actor: AccessClaims, role: str) -> bool:
@@ -142,33 +150,58 @@ async def deactivate_user(
 
 
 async def change_own_password(
-    session: AsyncSession,
     services: Services,
     principal: AccessClaims,
     *,
     current_password: str,
     new_password: str,
+    address: str,
 ) -> None:
-    """A user changes their password; every other session of theirs ends."""
+    """A user changes their password; every other session of theirs ends.
+
+    A wrong current password is a password guess: it counts against the same guard as a
+    sign-in to this account and is audited, so a stolen access token can't be turned into
+    a takeover by guessing. Like sign-in, no database connection is held while hashing: the
+    user is read in one short transaction and written in another, which insists the
+    password is still the one that was checked."""
     if principal.is_client:
         raise Forbidden("API clients have no password.")
-    user = await get_user(session, principal, user_id=principal.subject)
+    sessionmaker = services.sessionmaker
+    async with tenant_repository.tenant_transaction(sessionmaker, principal.tenant_id) as session:
+        user = await get_user(session, principal, user_id=principal.subject)
+    await limit_login(
+        services, account=login_account(principal.tenant_id, user.email), address=address
+    )
     if not await verify_password(current_password, user.password_hash):
+        await audit_service.record_apart(
+            sessionmaker,
+            tenant_id=principal.tenant_id,
+            actor_type="user",
+            actor_id=user.id,
+            action="auth.password_change_failed",
+            status=400,
+            details={"reason": "wrong_current_password"},
+        )
         raise WrongPassword()
-    user.password_hash = await hash_password(new_password)
-    await save_new_version(session, user)
-    await audit_service.record(
-        session,
-        principal,
-        action="user.password_change",
-        resource_type="user",
-        resource_id=user.id,
-        status=204,
-    )
-    await auth_service.revoke_user_sessions(
-        session,
-        services,
-        user_id=user.id,
-        reason="password_changed",
-        keep_family=principal.session_id,
-    )
+    new_hash = await hash_password(new_password)
+    async with tenant_repository.tenant_transaction(sessionmaker, principal.tenant_id) as session:
+        current = await auth_repository.lock_user(session, user.id)
+        if current is None or current.password_hash != user.password_hash:
+            raise PasswordChangedMeanwhile()
+        current.password_hash = new_hash
+        await save_new_version(session, current)
+        await audit_service.record(
+            session,
+            principal,
+            action="user.password_change",
+            resource_type="user",
+            resource_id=current.id,
+            status=204,
+        )
+        await auth_service.revoke_user_sessions(
+            session,
+            services,
+            user_id=current.id,
+            reason="password_changed",
+            keep_family=principal.session_id,
+        )

@@ -86,7 +86,14 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(default=60, ge=1, description="Default burst per token family.")
     login_rate_limit_per_minute: int = Field(
-        default=10, ge=1, description="Password grants per minute per (tenant, username)."
+        default=10,
+        ge=1,
+        description="Password guesses per minute per (account, client address).",
+    )
+    login_account_rate_limit_per_minute: int = Field(
+        default=100,
+        ge=1,
+        description="Password guesses per minute per account, across all client addresses.",
     )
     ip_rate_limit_per_minute: int = Field(
         default=120, ge=1, description="Token and signup requests per minute per client IP."

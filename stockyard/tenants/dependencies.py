@@ -51,7 +51,7 @@ async def get_tenant_session(
     if claims.is_staff:
         raise Forbidden("Staff tokens can't reach tenant data.")
     async with request_transaction(services) as session:
-        await tenant_repository.set_current_tenant(session, claims.tenant_id)
+        tenant_repository.scope_to_tenant(session, claims.tenant_id)
         if auth.revocation is Revocation.UNKNOWN:
             revoked = await auth_repository.is_session_revoked(session, claims)
             if services.settings.rate_limit_enabled:
@@ -60,6 +60,10 @@ async def get_tenant_session(
                 )
             if revoked:
                 raise Unauthorized("The session has been revoked.")
+            # Give the connection back until the route needs one: a route that first does
+            # slow CPU work (hashing a password) must not hold it. Its own work begins a
+            # fresh transaction, scoped to the tenant again, at its first statement.
+            await session.commit()
         yield session
 
 

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from stockyard.core.embedded import EmbeddedServices
 from stockyard.core.settings import Settings
 from tests.conftest import make_settings, running_app
-from tests.helpers import bearer, password_login, refresh, signup
+from tests.helpers import PASSWORD, bearer, password_login, refresh, signup
 from tests.services import TestServices
 
 
@@ -170,7 +170,8 @@ async def test_revoked_sid_stays_revoked_after_flushall(stack_factory: Any) -> N
 
 
 async def test_password_guesses_are_limited_per_username(stack_factory: Any) -> None:
-    stack = await stack_factory(login_rate_limit_per_minute=3)
+    # Per (account, address): 6 a minute, a burst of half that.
+    stack = await stack_factory(login_rate_limit_per_minute=6)
     tenant = await signup(stack.client)  # one successful login already counted
     statuses = [
         (
@@ -186,7 +187,8 @@ async def test_password_guesses_are_limited_per_username(stack_factory: Any) -> 
 
 
 async def test_token_and_signup_endpoints_are_limited_per_client_ip(stack_factory: Any) -> None:
-    stack = await stack_factory(ip_rate_limit_per_minute=2)
+    # 20 a minute, a burst of a tenth of that.
+    stack = await stack_factory(ip_rate_limit_per_minute=20)
     form = {"grant_type": "refresh_token", "refresh_token": "x"}
     statuses = [
         (await stack.client.post("/api/v1/auth/token", data=form)).status_code for _ in range(3)
@@ -239,3 +241,69 @@ async def test_set_limit_command_overrides_the_tenant(
     first = await me(stack.client, tenant.access_token)
     assert first.headers["RateLimit-Policy"] == '"token";q=6;w=60'
     assert (await me(stack.client, tenant.access_token)).status_code == 429
+
+
+async def _sign_in_from(
+    stack: Any, tenant: Any, address: str, password: str = "wrong" * 3
+) -> httpx.Response:
+    return await stack.client.post(
+        "/api/v1/auth/token",
+        data={
+            "grant_type": "password",
+            "username": tenant.owner_email,
+            "password": password,
+            "tenant": tenant.slug,
+        },
+        headers={"X-Forwarded-For": address},
+    )
+
+
+async def test_an_attacker_elsewhere_cannot_lock_the_user_out(stack_factory: Any) -> None:
+    """Guesses from one address use up that address's allowance only: the user, signing in
+    from their own address, still gets in. Guesses spread over many addresses hit the
+    account's ceiling."""
+    stack = await stack_factory(
+        login_rate_limit_per_minute=4,
+        login_account_rate_limit_per_minute=24,
+        trusted_proxies="127.0.0.1",
+    )
+    tenant = await signup(stack.client)
+    attacker = [(await _sign_in_from(stack, tenant, "203.0.113.9")).status_code for _ in range(6)]
+    assert attacker[:2] == [400, 400] and attacker[-1] == 429
+    user = await _sign_in_from(stack, tenant, "198.51.100.7", password=PASSWORD)
+    assert user.status_code == 200, user.text
+    spread = [
+        (await _sign_in_from(stack, tenant, f"192.0.2.{n}")).status_code for n in range(1, 12)
+    ]
+    assert spread[0] == 400 and spread[-1] == 429
+    assert (await _sign_in_from(stack, tenant, "198.51.100.7", PASSWORD)).status_code == 429
+
+
+async def test_wrong_current_passwords_count_as_guesses_and_are_audited(
+    stack_factory: Any,
+) -> None:
+    """A stolen access token can't be used to guess the password on /me/password: the
+    guesses share the account's sign-in guard, and each is in the tenant's audit log."""
+    stack = await stack_factory(login_rate_limit_per_minute=6)
+    tenant = await signup(stack.client)  # its sign-in counted once
+    statuses = []
+    for _ in range(4):
+        response = await stack.client.post(
+            "/api/v1/me/password",
+            json={"current_password": "wrong" * 3, "new_password": "n" * 12},
+            headers=tenant.headers,
+        )
+        statuses.append(response.status_code)
+    assert statuses[:2] == [400, 400] and statuses[-1] == 429
+    right = await stack.client.post(
+        "/api/v1/me/password",
+        json={"current_password": PASSWORD, "new_password": "n" * 12},
+        headers=tenant.headers,
+    )
+    assert right.status_code == 429  # still limited: guessing then knowing gains nothing
+    audit = await stack.client.get(
+        "/api/v1/audit",
+        params={"action": "auth.password_change_failed"},
+        headers=tenant.headers,
+    )
+    assert len(audit.json()["items"]) == 2

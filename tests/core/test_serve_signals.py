@@ -76,7 +76,9 @@ async def test_a_stop_signal_stops_the_embedded_services_too(
         children = psutil.Process(server.pid).children(recursive=True)
         assert _started_from(data_dir), "the embedded services should run under the data dir"
         server.send_signal(signum)
-        await asyncio.wait_for(server.wait(), 60)
+        exit_status = await asyncio.wait_for(server.wait(), 60)
+        if signum == signal.SIGTERM:
+            assert exit_status == 0  # asked to stop, stopped cleanly
         psutil.wait_procs(children, timeout=15)
         left = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert not left, [p.cmdline() for p in left]
@@ -86,7 +88,7 @@ async def test_a_stop_signal_stops_the_embedded_services_too(
             server.kill()
 
 
-async def test_oversized_headers_are_refused_and_the_server_keeps_serving(
+async def test_oversized_headers_are_refused_and_idle_connections_closed(
     tmp_path: Path,
 ) -> None:
     port = _free_port()
@@ -110,6 +112,16 @@ async def test_oversized_headers_are_refused_and_the_server_keeps_serving(
         assert time.monotonic() - started < 5
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             assert (await client.get("/livez")).status_code == 200
+        # An idle keep-alive connection is closed after STOCKYARD_KEEP_ALIVE_SECONDS (5).
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        idle_started = time.monotonic()
+        while await asyncio.wait_for(reader.read(4096), 15):
+            pass  # the rest of the response, then end of stream when the server hangs up
+        assert 4 < time.monotonic() - idle_started < 10
+        writer.transport.abort()
     finally:
         server.send_signal(signal.SIGTERM)
         await asyncio.wait_for(server.wait(), 60)

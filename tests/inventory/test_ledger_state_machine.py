@@ -82,6 +82,23 @@ def world(settings: Settings) -> Iterator[World]:
 
 
 quantities = st.integers(min_value=1, max_value=20)
+codes = st.sampled_from(LOCATIONS)
+operations = st.one_of(
+    st.tuples(st.sampled_from(["receipt", "issue"]), codes, quantities),
+    st.tuples(st.just("adjustment"), codes, st.integers(-20, 20).filter(bool)),
+    st.tuples(st.just("transfer"), codes, codes, quantities).filter(lambda t: t[1] != t[2]),
+    st.tuples(st.just("reserve"), codes, quantities),
+    st.tuples(
+        st.just("bulk"),
+        st.lists(
+            st.tuples(codes, st.sampled_from(["receipt", "issue"]), quantities),
+            min_size=1,
+            max_size=6,
+        ),
+    ),
+    st.tuples(st.just("close"), st.booleans()),
+    st.just(("sweep",)),
+)
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -216,6 +233,101 @@ class LedgerMachine(RuleBasedStateMachine):
         self.run(maintenance.sweep(self.world.app.state.services.sessionmaker))
         for code in LOCATIONS:
             self.forget_expired(code)
+
+    @rule(batch=st.lists(operations, min_size=2, max_size=8), picks=st.randoms())
+    def concurrently(self, batch: list[tuple[Any, ...]], picks: Any) -> None:
+        """Every kind of writer at once: bulk, single movements, transfers, reservations,
+        closes and the sweep, sent together. Which of them wins a race is up to the server;
+        each answer must be a success or a clean 409, and the model then applies exactly the
+        ones that succeeded (their effects commute), so the invariant below checks that the
+        balances equal the ledger and the model after every batch."""
+        open_ids = [r for r, (_, _, expired) in self.held.items() if not expired]
+        picks.shuffle(open_ids)
+        requests: list[tuple[tuple[Any, ...], Coroutine[Any, Any, httpx.Response | None]]] = []
+        for operation in batch:
+            if operation[0] == "close":
+                if not open_ids:
+                    continue
+                operation = ("close", open_ids.pop(), operation[1])
+            requests.append((operation, self.request(operation)))
+
+        async def send_all() -> list[httpx.Response | None]:
+            return list(await asyncio.gather(*(coro for _, coro in requests)))
+
+        responses = self.run(send_all())
+        touched: set[str] = set()
+        swept = False
+        for (operation, _), response in zip(requests, responses, strict=True):
+            if operation[0] == "sweep":
+                swept = True
+                continue
+            assert response is not None
+            touched |= self.apply(operation, response)
+        for code in LOCATIONS if swept else sorted(touched):
+            self.forget_expired(code)
+
+    def request(self, operation: tuple[Any, ...]) -> Coroutine[Any, Any, httpx.Response | None]:
+        kind = operation[0]
+        if kind in ("receipt", "issue", "adjustment"):
+            _, code, quantity = operation
+            return self.inv.move(self.sku, self.loc(code), kind, quantity)
+        if kind == "transfer":
+            _, source, dest, quantity = operation
+            body = {
+                "sku": self.sku,
+                "from_location": self.loc(source),
+                "to_location": self.loc(dest),
+                "quantity": quantity,
+            }
+            return self.inv.post("/transfers", body)
+        if kind == "reserve":
+            _, code, quantity = operation
+            body = {"sku": self.sku, "location": self.loc(code), "quantity": quantity}
+            return self.inv.post("/reservations", body)
+        if kind == "bulk":
+            items = [
+                {"sku": self.sku, "location": self.loc(code), "kind": move, "quantity": quantity}
+                for code, move, quantity in operation[1]
+            ]
+            return self.inv.post("/movements/bulk", {"items": items})
+        if kind == "close":
+            _, reservation_id, commit = operation
+            action = "commit" if commit else "release"
+            return self.inv.post(f"/reservations/{reservation_id}/{action}", {})
+        return self.swept()
+
+    async def swept(self) -> None:
+        await maintenance.sweep(self.world.app.state.services.sessionmaker)
+
+    def apply(self, operation: tuple[Any, ...], response: httpx.Response) -> set[str]:
+        """Fold one concurrent answer into the model; the balances it touched."""
+        kind = operation[0]
+        expected = {200} if kind == "close" else {201, 409}
+        assert response.status_code in expected, (operation, response.text)
+        if response.status_code == 409:
+            return set()
+        if kind in ("receipt", "issue", "adjustment"):
+            _, code, quantity = operation
+            self.on_hand[code] += -quantity if kind == "issue" else quantity
+            return {code}
+        if kind == "transfer":
+            _, source, dest, quantity = operation
+            self.on_hand[source] -= quantity
+            self.on_hand[dest] += quantity
+            return {source, dest}
+        if kind == "reserve":
+            _, code, quantity = operation
+            self.held[str(response.json()["reservation"]["id"])] = [code, quantity, False]
+            return {code}
+        if kind == "bulk":
+            for code, move, quantity in operation[1]:
+                self.on_hand[code] += -quantity if move == "issue" else quantity
+            return {code for code, _, _ in operation[1]}
+        _, reservation_id, commit = operation
+        code, quantity, _ = self.held.pop(reservation_id)
+        if commit:
+            self.on_hand[code] -= quantity
+        return set()
 
     @invariant()
     def balances_match_ledger_and_model(self) -> None:
