@@ -43,6 +43,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+    # Every UPDATE of a user is guarded by the version it was read at (see save_new_version).
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
 
 class TokenFamily(Base):
     """One sign-in: every refresh token rotated from it and every access token it minted.

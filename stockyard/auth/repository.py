@@ -72,10 +72,13 @@ async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
 
 
 async def lock_active_owners(session: AsyncSession) -> Sequence[uuid.UUID]:
-    """Lock the tenant's active owners so two concurrent demotions can't both pass the
-    last-owner check."""
+    """Lock the tenant's active owners, in id order (one order for every writer), so two
+    concurrent demotions can't both pass the last-owner check."""
     rows = await session.scalars(
-        select(User.id).where(User.role == "owner", User.is_active).with_for_update()
+        select(User.id)
+        .where(User.role == "owner", User.is_active)
+        .order_by(User.id)
+        .with_for_update()
     )
     return list(rows)
 

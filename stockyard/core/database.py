@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm.exc import StaleDataError
 
-from stockyard.core.errors import AppError
+from stockyard.core.errors import AppError, PreconditionFailed
 from stockyard.core.settings import APP_ROLE, Settings
 
 
@@ -89,12 +90,22 @@ class Versioned(Protocol):
 
 
 async def save_new_version(
-    session: AsyncSession, row: Versioned, *, at: datetime | None = None
+    session: AsyncSession,
+    row: Versioned,
+    *,
+    at: datetime | None = None,
+    stale: AppError | None = None,
 ) -> None:
-    """Record a change to a versioned row: the next version (its ETag) and the change time."""
-    row.version += 1
+    """Write a change to a versioned row as ONE guarded statement: the models map `version`
+    as SQLAlchemy's version counter, so the flush is `UPDATE … SET version = v + 1 … WHERE id
+    = … AND version = v`, v being the version the row was read at (and checked against
+    If-Match). A writer that committed first leaves that WHERE matching nothing: the caller's
+    precondition no longer holds, and it gets `stale` (412 by default), never a lost update."""
     row.updated_at = at or datetime.now(UTC)
-    await session.flush()
+    try:
+        await session.flush()
+    except StaleDataError:
+        raise (stale or PreconditionFailed()) from None
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -26,6 +26,9 @@ class Product(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+    # Every UPDATE is guarded by the version it was read at (see save_new_version).
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
 
 class Location(Base):
     __tablename__ = "location"
@@ -38,6 +41,8 @@ class Location(Base):
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
 
 class Movement(Base):

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stockyard.audit import service as audit_service
 from stockyard.auth.tokens import AccessClaims
 from stockyard.core.database import insert_unique, save_new_version
-from stockyard.core.errors import PreconditionFailed
+from stockyard.core.errors import Conflict, PreconditionFailed
 from stockyard.inventory import repository as catalog_repository
 from stockyard.inventory.exceptions import CodeTaken, LocationNotFound, ProductNotFound, SkuTaken
 from stockyard.inventory.models import Location, Product
@@ -101,7 +101,12 @@ async def archive_product(
     product = await get_product(session, principal, product_id=product_id)
     if product.archived_at is None:
         product.archived_at = datetime.now(UTC)
-        await save_new_version(session, product, at=product.archived_at)
+        await save_new_version(
+            session,
+            product,
+            at=product.archived_at,
+            stale=Conflict("The product changed while it was being archived; retry."),
+        )
         await audit_service.record(
             session,
             principal,
@@ -189,7 +194,12 @@ async def archive_location(
     location = await get_location(session, principal, location_id=location_id)
     if location.archived_at is None:
         location.archived_at = datetime.now(UTC)
-        await save_new_version(session, location, at=location.archived_at)
+        await save_new_version(
+            session,
+            location,
+            at=location.archived_at,
+            stale=Conflict("The location changed while it was being archived; retry."),
+        )
         await audit_service.record(
             session,
             principal,
