@@ -9,8 +9,6 @@ picked up without a restart and an unknown `kid` can't turn into a database quer
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.models import SigningKey
+from stockyard.core.sealing import sealer
 
 log = structlog.get_logger()
 
@@ -33,8 +32,7 @@ RETIRE_MARGIN = timedelta(seconds=60)
 
 
 def _fernet(secret_key: str) -> Fernet:
-    derived = hashlib.sha256(b"stockyard-signing-keys:" + secret_key.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(derived))
+    return sealer(secret_key, "signing-keys")
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,9 @@ class RefreshToken(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The pair this token's refresh returned, sealed; kept only while a repeat of that refresh
+    # may still be tolerated (the reuse grace window).
+    successor_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ApiClient(Base):

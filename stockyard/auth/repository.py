@@ -95,6 +95,15 @@ async def lock_refresh_token(session: AsyncSession, token_hash: bytes) -> Refres
     )
 
 
+async def forget_successor(session: AsyncSession, token_id: uuid.UUID) -> None:
+    """Drop the sealed pair a token's refresh returned: it may no longer be replayed."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == token_id, RefreshToken.successor_sealed.is_not(None))
+        .values(successor_sealed=None)
+    )
+
+
 async def get_family(session: AsyncSession, family_id: uuid.UUID) -> TokenFamily | None:
     return await session.scalar(select(TokenFamily).where(TokenFamily.id == family_id))
 

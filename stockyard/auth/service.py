@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.api.services import Services
@@ -29,6 +31,7 @@ from stockyard.auth.tokens import (
 )
 from stockyard.core import metrics
 from stockyard.core.ids import new_id
+from stockyard.core.sealing import sealer
 from stockyard.tenants import repository as tenant_repository
 
 log = structlog.get_logger()
@@ -193,10 +196,10 @@ async def refresh_grant(
     if family is None or family.revoked_at is not None or family.expires_at <= now:
         raise InvalidGrant()
 
+    grace = timedelta(seconds=services.settings.refresh_reuse_grace_seconds)
     parent = presented
     if presented.used_at is not None:
         child = await auth_repository.child_of(session, presented.id)
-        grace = timedelta(seconds=services.settings.refresh_reuse_grace_seconds)
         if child is None or child.used_at is not None or presented.used_at + grace <= now:
             revoked = await auth_repository.revoke_families(
                 session, family_ids=[family.id], reason="refresh_reuse"
@@ -220,9 +223,16 @@ async def refresh_grant(
                 ),
             )
             raise RefreshTokenReused("This refresh token was already used; the session is revoked.")
-        # Tolerated: the client lost the race with itself. Rotate on from the newest token.
-        parent = child
+        # Tolerated: the client refreshed twice at once (or retried a lost response). It gets
+        # the pair the first refresh returned, so whichever response it keeps stays valid.
+        replayed = _unseal_pair(services, presented.successor_sealed, now=now)
+        if replayed is not None:
+            return replayed
+        parent = child  # nothing kept (the grace window was off then): rotate on from it
     parent.used_at = now
+    if parent.parent_id is not None:
+        # The token before is now two rotations old: its repeat is reuse, never replayed.
+        await auth_repository.forget_successor(session, parent.parent_id)
 
     user = await auth_repository.get_user(session, family.user_id)
     if user is None or not user.is_active:
@@ -238,7 +248,7 @@ async def refresh_grant(
             token_hash=token_hash,
         ),
     )
-    return await _issue(
+    pair = await _issue(
         services,
         subject=user.id,
         tenant_id=tenant_id,
@@ -246,6 +256,41 @@ async def refresh_grant(
         role=user.role,
         scopes=ROLE_SCOPES[Role(user.role)],
         refresh_token=token,
+    )
+    if grace:
+        parent.successor_sealed = _seal_pair(services, pair, now=now)
+    return pair
+
+
+def _seal_pair(services: Services, pair: TokenPair, *, now: datetime) -> bytes:
+    secret_key = services.settings.secret_key
+    assert secret_key is not None, "the API does not start without a secret key"
+    payload = {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "scope": pair.scope,
+        "expires_at": now.timestamp() + pair.expires_in,
+    }
+    return sealer(secret_key.get_secret_value(), "refresh-replay").encrypt(
+        json.dumps(payload).encode()
+    )
+
+
+def _unseal_pair(services: Services, sealed: bytes | None, *, now: datetime) -> TokenPair | None:
+    secret_key = services.settings.secret_key
+    if sealed is None or secret_key is None:
+        return None
+    try:
+        payload = json.loads(
+            sealer(secret_key.get_secret_value(), "refresh-replay").decrypt(sealed)
+        )
+    except InvalidToken:  # sealed under another secret key: nothing to replay
+        return None
+    expires_in = int(payload["expires_at"] - now.timestamp())
+    if expires_in <= 0:
+        return None
+    return TokenPair(
+        payload["access_token"], expires_in, payload["refresh_token"], payload["scope"]
     )
 
 

@@ -244,11 +244,38 @@ async def test_grace_window_tolerates_only_the_immediately_previous_token(
     async with running_app(make_settings(services, refresh_reuse_grace_seconds=30)) as (_, c):
         tenant = await signup(c)
         first = (await refresh(c, tenant.refresh_token)).json()
-        # A concurrent client refreshed with the same token a moment later: tolerated.
+        # A concurrent client refreshed with the same token a moment later: tolerated, and
+        # answered with the same pair.
         again = await refresh(c, tenant.refresh_token)
         assert again.status_code == 200
-        # Tokens older than the immediately previous one are still reuse.
-        second = (await refresh(c, again.json()["refresh_token"])).json()
-        stale = await refresh(c, first["refresh_token"])
+        assert again.json()["refresh_token"] == first["refresh_token"]
+        # Once the pair it returned has itself been refreshed, a token two rotations old is
+        # reuse again, grace window or not: the family is revoked.
+        second = (await refresh(c, first["refresh_token"])).json()
+        stale = await refresh(c, tenant.refresh_token)
         assert stale.status_code == 400
         assert (await refresh(c, second["refresh_token"])).status_code == 400
+
+
+async def test_two_refreshes_within_grace_both_stay_usable(services: Any, settings: Any) -> None:
+    """Two concurrent refreshes of one token both answer 200 with the same pair: whichever
+    response the client keeps, its next refresh (after the window closed) works and the
+    session lives on."""
+    from tests.conftest import make_settings, running_app
+    from tests.helpers import signup
+
+    async with running_app(make_settings(services, refresh_reuse_grace_seconds=2)) as (_, c):
+        for kept in (0, 1):
+            tenant = await signup(c)
+            racing = await asyncio.gather(
+                refresh(c, tenant.refresh_token), refresh(c, tenant.refresh_token)
+            )
+            assert [r.status_code for r in racing] == [200, 200], [r.text for r in racing]
+            pairs = [r.json() for r in racing]
+            assert pairs[0]["refresh_token"] == pairs[1]["refresh_token"]
+            assert pairs[0]["access_token"] == pairs[1]["access_token"]
+            await asyncio.sleep(2.5)
+            later = await refresh(c, pairs[kept]["refresh_token"])
+            assert later.status_code == 200, later.text
+            me = await c.get("/api/v1/me", headers=bearer(later.json()["access_token"]))
+            assert me.status_code == 200
