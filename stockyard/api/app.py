@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -74,10 +75,11 @@ async def sync_revocations(services: Services) -> None:
     restart or FLUSHALL never brings a revoked session back. Runs at start and whenever the
     limiter has seen Redis come back."""
     since = datetime.now(UTC) - timedelta(seconds=services.settings.access_token_ttl_seconds + 60)
+    read_started_at = time.monotonic()
     async with services.sessionmaker() as session, session.begin():
         revoked = await auth_repository.revoked_sessions_since(session, since)
-    services.limiter.needs_reseed = False
     await services.limiter.revoke(revoked)
+    services.limiter.reseeded(read_started_at)
     log.info("revocations_seeded", count=len(revoked))
 
 
@@ -100,13 +102,9 @@ async def _sweep(services: Services) -> None:
 
 
 async def _sync_revocations_if_needed(services: Services) -> None:
-    # ping() flags a reseed when it sees Redis come back.
+    # ping() flags a reseed when it sees Redis come back; a failed one stays pending.
     if await services.limiter.ping() and services.limiter.needs_reseed:
-        try:
-            await sync_revocations(services)
-        except Exception:
-            services.limiter.needs_reseed = True
-            raise
+        await sync_revocations(services)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -71,4 +71,4 @@ async def delete_client(
         resource_id=client.id,
         status=204,
     )
-    await services.limiter.revoke([client.id])
+    await services.limiter.revoke_on_commit(session, [client.id])

@@ -10,6 +10,7 @@ against a plain `SET` for "revoked" keeps a racing revocation from being overwri
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
@@ -19,6 +20,9 @@ from enum import Enum
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from stockyard.core.errors import RateLimited, ServiceUnavailable
 
@@ -107,8 +111,11 @@ class RateLimiter:
         self._last_warning = float("-inf")
         self.state = ServiceState.UP
         # Revocations written while Redis was away (or before this worker started) are
-        # re-seeded from PostgreSQL by the revocation sync task while this is set.
+        # re-seeded from PostgreSQL by the revocation sync task while this is set; it is
+        # cleared only by a re-seed whose PostgreSQL read began after the last failed write.
         self.needs_reseed = True
+        self._write_failed_at = time.monotonic()
+        self._after_commit_writes: set[asyncio.Task[None]] = set()
 
     def _bucket_keys(self, bucket: str) -> list[str]:
         # One hash tag per bucket: both keys land in one Redis Cluster slot.
@@ -136,8 +143,19 @@ class RateLimiter:
     def _mark_up(self) -> None:
         if self.state is ServiceState.DOWN:
             log.info("redis_recovered")
-            self.needs_reseed = True
+            self._reseed_from_now()
         self.state = ServiceState.UP
+
+    def _reseed_from_now(self) -> None:
+        self._write_failed_at = time.monotonic()
+        self.needs_reseed = True
+
+    def reseeded(self, read_started_at: float) -> None:
+        """A re-seed wrote every revocation PostgreSQL held when its read began (a monotonic
+        time). It settles the pending re-seed only if no revocation write failed since: one
+        that failed before its transaction committed may be missing from that read."""
+        if self._write_failed_at < read_started_at:
+            self.needs_reseed = False
 
     def _mark_down(self, exc: BaseException) -> None:
         self.state = ServiceState.DOWN
@@ -191,7 +209,32 @@ class RateLimiter:
                 await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             self._mark_down(exc)
-            self.needs_reseed = True
+            self._reseed_from_now()
+
+    async def revoke_on_commit(self, session: AsyncSession, session_ids: list[uuid.UUID]) -> None:
+        """Mark families revoked now, so the revocation bites at once, and again just after
+        the transaction that records it commits. Between the two, a request that asked
+        PostgreSQL before that commit may have cached "ok" (after a FLUSHALL, or because the
+        first write failed); the second write, a plain SET, overwrites it. If the second
+        write fails too, the re-seed stays pending until PostgreSQL has been read after it,
+        and so after the commit. A transaction that rolls back writes nothing more."""
+        if not session_ids:
+            return
+        await self.revoke(session_ids)
+        loop = asyncio.get_running_loop()
+        sync_session = session.sync_session
+
+        def after_commit(_: Session) -> None:
+            event.remove(sync_session, "after_rollback", after_rollback)
+            task = loop.create_task(self.revoke(session_ids))
+            self._after_commit_writes.add(task)
+            task.add_done_callback(self._after_commit_writes.discard)
+
+        def after_rollback(_: Session) -> None:
+            event.remove(sync_session, "after_commit", after_commit)
+
+        event.listen(sync_session, "after_commit", after_commit, once=True)
+        event.listen(sync_session, "after_rollback", after_rollback, once=True)
 
     async def ping(self) -> bool:
         """True when Redis answers; also how the sync task notices that it is back."""

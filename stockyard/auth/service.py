@@ -204,7 +204,7 @@ async def refresh_grant(
             revoked = await auth_repository.revoke_families(
                 session, family_ids=[family.id], reason="refresh_reuse"
             )
-            await services.limiter.revoke(revoked)
+            await services.limiter.revoke_on_commit(session, revoked)
             log.warning("refresh_reuse_detected", family_id=str(family.id))
             metrics.REFRESH_REUSE.inc()
             await audit_repository.add(
@@ -337,7 +337,7 @@ async def revoke_refresh_token(session: AsyncSession, services: Services, *, tok
     revoked = await auth_repository.revoke_families(
         session, family_ids=[presented.family_id], reason="revoked_by_client"
     )
-    await services.limiter.revoke(revoked)
+    await services.limiter.revoke_on_commit(session, revoked)
 
 
 async def revoke_user_sessions(
@@ -352,4 +352,4 @@ async def revoke_user_sessions(
     revoked = await auth_repository.revoke_families(
         session, user_id=user_id, except_family=keep_family, reason=reason
     )
-    await services.limiter.revoke(revoked)
+    await services.limiter.revoke_on_commit(session, revoked)

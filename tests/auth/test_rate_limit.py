@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stockyard.core.embedded import EmbeddedServices
 from stockyard.core.settings import Settings
@@ -307,3 +308,58 @@ async def test_wrong_current_passwords_count_as_guesses_and_are_audited(
         headers=tenant.headers,
     )
     assert len(audit.json()["items"]) == 2
+
+
+def _fail_revocation_writes(stack: Stack, count: int) -> list[int]:
+    """Make the next `count` revocation writes to Redis fail, as a timeout would: the real
+    client, with its pipeline made to raise. Returns a counter of the writes that failed."""
+    limiter = stack.app.state.services.limiter
+    redis = limiter._redis
+    real_pipeline = redis.pipeline
+    failed = [0]
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        if failed[0] < count:
+            failed[0] += 1
+            raise RedisTimeoutError("injected: the revocation write timed out")
+        return real_pipeline(*args, **kwargs)
+
+    redis.pipeline = pipeline
+    return failed
+
+
+async def test_a_failed_revocation_write_never_leaves_a_stale_ok(stack_factory: Any) -> None:
+    """The family is cached "ok"; the revocation's Redis write fails. The write made again
+    after the revocation commits puts "revoked" in place at once: the very next request is
+    refused, without waiting for a re-seed."""
+    stack = await stack_factory()
+    tenant = await signup(stack.client)
+    assert (await me(stack.client, tenant.access_token)).status_code == 200  # cached "ok"
+    failed = _fail_revocation_writes(stack, 1)
+    revoked = await stack.client.post("/api/v1/auth/revoke", data={"token": tenant.refresh_token})
+    assert revoked.status_code == 200 and failed == [1]
+    await asyncio.sleep(0.05)
+    for _ in range(3):
+        assert (await me(stack.client, tenant.access_token)).status_code == 401
+
+
+async def test_a_revocation_whose_writes_all_fail_is_reseeded_from_postgres(
+    stack_factory: Any,
+) -> None:
+    """Both writes fail: the re-seed stays pending until PostgreSQL has been read after the
+    revocation committed, then "revoked" replaces the cached "ok"."""
+    stack = await stack_factory()
+    tenant = await signup(stack.client)
+    assert (await me(stack.client, tenant.access_token)).status_code == 200
+    failed = _fail_revocation_writes(stack, 2)
+    await stack.client.post("/api/v1/auth/revoke", data={"token": tenant.refresh_token})
+    await asyncio.sleep(0.05)
+    assert failed == [2]
+    assert stack.app.state.services.limiter.needs_reseed is True
+    deadline = asyncio.get_running_loop().time() + 5
+    status = 200
+    while status != 401 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        status = (await me(stack.client, tenant.access_token)).status_code
+    assert status == 401
+    assert (await me(stack.client, tenant.access_token)).status_code == 401
