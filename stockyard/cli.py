@@ -188,35 +188,63 @@ def tenants_set_limit(
 
 
 @keys_app.command("rotate")
-def keys_rotate() -> None:
-    """Make a new signing key current; the previous ones verify until they retire."""
+def keys_rotate(
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Sign with the new key at once (an emergency, e.g. a leaked key): verifiers "
+            "holding a cached JWKS reject new tokens until they refetch it.",
+        ),
+    ] = False,
+) -> None:
+    """Stage a new signing key: published in JWKS at once, signing once every cache has seen
+    it (JWKS max-age plus two key-cache periods). The keys it replaces sign until then and
+    verify until the tokens they signed have expired."""
     from stockyard.auth import keys
 
     with _runtime() as runtime:
         settings = runtime.settings
         assert settings.secret_key is not None
+        secret_key = settings.secret_key.get_secret_value()
+        delay = (
+            0.0
+            if now
+            else keys.publish_delay(
+                jwks_max_age=settings.jwks_max_age_seconds,
+                key_cache_seconds=settings.signing_key_cache_seconds,
+            )
+        )
         key = _with_owner_session(
             runtime,
             lambda session: keys.rotate(
                 session,
-                secret_key=settings.secret_key.get_secret_value() if settings.secret_key else "",
+                secret_key=secret_key,
                 access_token_ttl=settings.access_token_ttl_seconds,
+                delay=delay,
             ),
         )
-    typer.echo(f"current signing key: {key.kid}")
+    typer.echo(f"signs from {key.activates_at:%Y-%m-%dT%H:%M:%SZ}: {key.kid}")
 
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List signing keys, newest first."""
+    """List signing keys, newest first: staged, current (the one signing), or retiring."""
+    from datetime import UTC, datetime
+
     from stockyard.auth import keys
 
     with _runtime() as runtime:
         rows = _with_owner_session(runtime, keys.list_keys)
+    moment = datetime.now(UTC)
+    signing = next((row.kid for row in rows if row.activates_at <= moment), None)
     for row in rows:
-        status = (
-            "current" if row.retires_at is None else f"retires {row.retires_at:%Y-%m-%dT%H:%M:%SZ}"
-        )
+        if row.activates_at > moment:
+            status = f"staged, signs from {row.activates_at:%Y-%m-%dT%H:%M:%SZ}"
+        elif row.kid == signing:
+            status = "current"
+        else:
+            status = f"retires {row.retires_at:%Y-%m-%dT%H:%M:%SZ}"
         typer.echo(f"{row.kid}\t{row.created_at:%Y-%m-%dT%H:%M:%SZ}\t{status}")
 
 

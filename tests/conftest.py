@@ -41,6 +41,7 @@ def make_settings(services: TestServices, **overrides: Any) -> Settings:
         "login_rate_limit_per_minute": UNLIMITED,
         "login_account_rate_limit_per_minute": UNLIMITED,
         "signing_key_cache_seconds": 0.2,
+        "jwks_max_age_seconds": 1,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

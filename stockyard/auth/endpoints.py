@@ -167,5 +167,6 @@ async def read_me(session: TenantSession, principal: CurrentPrincipal) -> MeRead
 
 @well_known.get("/.well-known/jwks.json", response_model=JWKSet, summary="Public signing keys")
 async def read_jwks(response: Response, services: ServicesDep) -> JWKSet:
-    response.headers["Cache-Control"] = "public, max-age=60"
+    # A rotated key is published at least this long before it signs (publish-before-sign).
+    response.headers["Cache-Control"] = f"public, max-age={services.settings.jwks_max_age_seconds}"
     return JWKSet.model_validate(await services.keyring.jwks())

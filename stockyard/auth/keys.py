@@ -4,6 +4,11 @@ The private half of each key is stored encrypted with a Fernet key derived from
 STOCKYARD_SECRET_KEY, so a database dump alone cannot mint tokens. Every worker keeps the key
 set in memory and reloads it at most once per `signing_key_cache_seconds`, so a rotation is
 picked up without a restart and an unknown `kid` can't turn into a database query per request.
+
+Rotation is publish-before-sign: a new key is listed in JWKS (and known to every worker) for
+at least the JWKS cache lifetime plus two key-cache periods before any worker signs with it,
+so no verifier, ours or a client's cached JWKS, meets a token whose key it has not seen. The
+key it replaces signs until then and verifies until its last token has expired.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class KeyPair:
     private_key: ec.EllipticCurvePrivateKey | None
     public_key: ec.EllipticCurvePublicKey
     created_at: datetime
+    activates_at: datetime
     retires_at: datetime | None
 
     def verifies_at(self, moment: datetime) -> bool:
@@ -68,11 +74,24 @@ def new_signing_key(secret_key: str) -> SigningKey:
     )
 
 
-async def rotate(session: AsyncSession, *, secret_key: str, access_token_ttl: int) -> SigningKey:
-    """Make a new key current; keys it replaces keep verifying for one token lifetime."""
-    retires_at = datetime.now(UTC) + timedelta(seconds=access_token_ttl) + RETIRE_MARGIN
+def publish_delay(*, jwks_max_age: float, key_cache_seconds: float) -> float:
+    """How long a new key is published before it signs: every cached JWKS has expired and
+    every worker has reloaded its key set (twice over, for the reload in flight) by then."""
+    return jwks_max_age + 2 * key_cache_seconds
+
+
+async def rotate(
+    session: AsyncSession, *, secret_key: str, access_token_ttl: int, delay: float
+) -> SigningKey:
+    """Stage a new key that signs `delay` seconds from now (0: at once, which breaks verifiers
+    holding a cached JWKS). The keys it replaces sign until then and verify for one token
+    lifetime after. Concurrent rotations queue, so at most one key is ever the newest."""
+    await auth_repository.lock_key_rotation(session)
+    activates_at = datetime.now(UTC) + timedelta(seconds=delay)
+    retires_at = activates_at + timedelta(seconds=access_token_ttl) + RETIRE_MARGIN
     await auth_repository.retire_current_keys(session, retires_at=retires_at)
     key = new_signing_key(secret_key)
+    key.activates_at = activates_at
     await auth_repository.add(session, key)
     return key
 
@@ -81,7 +100,7 @@ async def ensure_current_key(
     session: AsyncSession, *, secret_key: str, access_token_ttl: int
 ) -> None:
     if await auth_repository.current_key_id(session) is None:
-        await rotate(session, secret_key=secret_key, access_token_ttl=access_token_ttl)
+        await rotate(session, secret_key=secret_key, access_token_ttl=access_token_ttl, delay=0)
 
 
 async def list_keys(session: AsyncSession) -> list[SigningKey]:
@@ -98,7 +117,8 @@ class KeyRing:
         self._fernet = _fernet(secret_key)
         self._max_age = max_age
         self._keys: dict[str, KeyPair] = {}
-        self._current: KeyPair | None = None
+        # Keys able to sign, newest activation first; the first already active signs.
+        self._signers: list[KeyPair] = []
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -106,24 +126,27 @@ class KeyRing:
         async with self._sessionmaker() as session, session.begin():
             rows = await list_keys(session)
         keys: dict[str, KeyPair] = {}
-        current: KeyPair | None = None
+        now = datetime.now(UTC)
         for row in rows:
             public_key = serialization.load_pem_public_key(row.public_pem.encode())
             assert isinstance(public_key, ec.EllipticCurvePublicKey)
             private_key: ec.EllipticCurvePrivateKey | None = None
-            if row.retires_at is None:
+            # A replaced key may still sign until its successor activates.
+            if row.retires_at is None or row.activates_at <= now < row.retires_at:
                 loaded = serialization.load_der_private_key(
                     self._fernet.decrypt(row.private_key_encrypted), password=None
                 )
                 assert isinstance(loaded, ec.EllipticCurvePrivateKey)
                 private_key = loaded
-            pair = KeyPair(row.kid, private_key, public_key, row.created_at, row.retires_at)
-            keys[row.kid] = pair
-            if private_key is not None and (
-                current is None or pair.created_at > current.created_at
-            ):
-                current = pair
-        self._keys, self._current = keys, current
+            keys[row.kid] = KeyPair(
+                row.kid, private_key, public_key, row.created_at, row.activates_at, row.retires_at
+            )
+        self._keys = keys
+        self._signers = sorted(
+            (pair for pair in keys.values() if pair.private_key is not None),
+            key=lambda pair: pair.activates_at,
+            reverse=True,
+        )
         self._loaded_at = time.monotonic()
 
     async def _reload_if_stale(self) -> None:
@@ -134,10 +157,14 @@ class KeyRing:
                 await self.load()
 
     async def signing_key(self) -> KeyPair:
+        """The newest key whose activation time has come (decided now, not at load time, so
+        every worker switches at the same instant)."""
         await self._reload_if_stale()
-        if self._current is None:
-            raise RuntimeError("no current signing key: run `stockyard migrate` or `keys rotate`")
-        return self._current
+        now = datetime.now(UTC)
+        for pair in self._signers:
+            if pair.activates_at <= now:
+                return pair
+        raise RuntimeError("no current signing key: run `stockyard migrate` or `keys rotate`")
 
     async def verification_key(self, kid: str) -> KeyPair | None:
         """The key for `kid`, reloading the set (throttled) when the kid is new to this worker."""

@@ -127,4 +127,8 @@ class SigningKey(Base):
     public_pem: Mapped[str] = mapped_column(Text)
     private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Signs from here on (published in JWKS from created_at); verifies until retires_at.
+    activates_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     retires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

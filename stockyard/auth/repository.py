@@ -188,6 +188,11 @@ async def list_users(
     return list(rows)
 
 
+async def lock_key_rotation(session: AsyncSession) -> None:
+    """Serialise rotations (until the transaction ends): each sees the key the last one made."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('stockyard.keys.rotate'))"))
+
+
 async def retire_current_keys(session: AsyncSession, *, retires_at: datetime) -> None:
     await session.execute(
         update(SigningKey).where(SigningKey.retires_at.is_(None)).values(retires_at=retires_at)
@@ -201,4 +206,7 @@ async def current_key_id(session: AsyncSession) -> str | None:
 
 
 async def list_signing_keys(session: AsyncSession) -> list[SigningKey]:
-    return list(await session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())))
+    statement = select(SigningKey).order_by(
+        SigningKey.activates_at.desc(), SigningKey.created_at.desc()
+    )
+    return list(await session.scalars(statement))

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     signing_key_cache_seconds: float = Field(
         default=5.0, gt=0, description="How often a worker may reload the signing-key set."
     )
+    jwks_max_age_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=86400,
+        description="How long clients may cache the JWKS; a rotated key is published at least "
+        "this long (plus two key-cache periods) before it signs.",
+    )
     rate_limit_per_minute: int = Field(
         default=600, ge=1, description="Default requests per minute per token family."
     )

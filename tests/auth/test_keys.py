@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import socket
+import sys
 import time
+from pathlib import Path
 
+import asyncpg
 import httpx
 import jwt
 from fastapi import FastAPI
+from jwt import PyJWKClient
 from typer.testing import CliRunner
 
+from stockyard.auth import keys
 from stockyard.cli import app as cli
+from stockyard.core.database import create_engine, create_sessionmaker, owner_url
 from stockyard.core.settings import Settings
-from tests.helpers import Tenant, password_login
+from tests.conftest import make_settings
+from tests.helpers import Tenant, bearer, password_login, signup
+from tests.services import TestServices
+from tests.support.live import LiveServer
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
@@ -23,6 +35,9 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "STOCKYARD_REDIS_URL": settings.redis_url,
         "STOCKYARD_SECRET_KEY": settings.secret_key.get_secret_value(),
         "STOCKYARD_LOG_LEVEL": "WARNING",
+        # Operators run the CLI with the server's settings; rotation timing depends on these.
+        "STOCKYARD_JWKS_MAX_AGE_SECONDS": str(settings.jwks_max_age_seconds),
+        "STOCKYARD_SIGNING_KEY_CACHE_SECONDS": str(settings.signing_key_cache_seconds),
     }
 
 
@@ -44,7 +59,11 @@ def _kid(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
 
 
-async def test_rotation_keeps_old_tokens_working_and_signs_new_ones_with_the_new_key(
+def _publish_delay(settings: Settings) -> float:
+    return settings.jwks_max_age_seconds + 2 * settings.signing_key_cache_seconds
+
+
+async def test_rotation_publishes_the_new_key_before_it_signs(
     app: FastAPI, client: httpx.AsyncClient, tenant: Tenant, settings: Settings
 ) -> None:
     old_kid = _kid(tenant.access_token)
@@ -53,23 +72,112 @@ async def test_rotation_keeps_old_tokens_working_and_signs_new_ones_with_the_new
     new_kid = output.strip().rsplit(" ", 1)[-1]
     assert new_kid != old_kid
 
+    # Published at once, not signing yet: fresh tokens still carry the old key.
     await asyncio.sleep(settings.signing_key_cache_seconds + 0.1)
-    fresh = await password_login(client, slug=tenant.slug, email=tenant.owner_email)
-    assert _kid(fresh.json()["access_token"]) == new_kid
-    assert (await client.get("/api/v1/me", headers=tenant.headers)).status_code == 200
-
     jwks = (await client.get("/.well-known/jwks.json")).json()
-    kids = {key["kid"] for key in jwks["keys"]}
-    assert {old_kid, new_kid} <= kids
-    assert all(
-        key["alg"] == "ES256" and key["kty"] == "EC" and "d" not in key for key in jwks["keys"]
-    )
-
+    assert {old_kid, new_kid} <= {key["kid"] for key in jwks["keys"]}
+    early = await password_login(client, slug=tenant.slug, email=tenant.owner_email)
+    assert _kid(early.json()["access_token"]) == old_kid
     code, listing = await run_cli(settings, "keys", "list")
     assert code == 0
     lines = listing.strip().splitlines()
+    assert lines[0].startswith(new_kid) and "staged, signs from" in lines[0]
+    assert lines[1].startswith(old_kid) and lines[1].endswith("current")
+
+    # Once every cache has seen it, it signs; the old key keeps verifying its tokens.
+    await asyncio.sleep(_publish_delay(settings))
+    fresh = await password_login(client, slug=tenant.slug, email=tenant.owner_email)
+    assert _kid(fresh.json()["access_token"]) == new_kid
+    assert (await client.get("/api/v1/me", headers=tenant.headers)).status_code == 200
+    assert (
+        await client.get("/api/v1/me", headers=bearer(fresh.json()["access_token"]))
+    ).status_code == 200
+    jwks_response = await client.get("/.well-known/jwks.json")
+    assert jwks_response.headers["Cache-Control"] == (
+        f"public, max-age={settings.jwks_max_age_seconds}"
+    )
+    assert all(
+        key["alg"] == "ES256" and key["kty"] == "EC" and "d" not in key
+        for key in jwks_response.json()["keys"]
+    )
+    code, listing = await run_cli(settings, "keys", "list")
+    lines = listing.strip().splitlines()
     assert lines[0].startswith(new_kid) and lines[0].endswith("current")
     assert any(line.startswith(old_kid) and "retires" in line for line in lines)
+
+
+async def test_rotate_now_signs_at_once(
+    client: httpx.AsyncClient, tenant: Tenant, settings: Settings
+) -> None:
+    code, output = await run_cli(settings, "keys", "rotate", "--now")
+    assert code == 0, output
+    new_kid = output.strip().rsplit(" ", 1)[-1]
+    await asyncio.sleep(settings.signing_key_cache_seconds + 0.1)
+    fresh = await password_login(client, slug=tenant.slug, email=tenant.owner_email)
+    assert _kid(fresh.json()["access_token"]) == new_kid
+
+
+async def test_concurrent_rotations_leave_one_newest_key(
+    settings: Settings, owner_db: asyncpg.Connection
+) -> None:
+    """What `stockyard keys rotate` runs, four times at once, each in its own transaction."""
+    engine = create_engine(owner_url(settings), settings, pool_size=4)
+    sessionmaker = create_sessionmaker(engine)
+    assert settings.secret_key is not None
+
+    async def rotate() -> None:
+        async with sessionmaker() as session, session.begin():
+            await keys.rotate(
+                session,
+                secret_key=settings.secret_key.get_secret_value(),
+                access_token_ttl=settings.access_token_ttl_seconds,
+                delay=1,
+            )
+
+    try:
+        await asyncio.gather(*(rotate() for _ in range(4)))
+    finally:
+        await engine.dispose()
+    unretired = await owner_db.fetchval("SELECT count(*) FROM signing_key WHERE retires_at IS NULL")
+    assert unretired == 1
+
+
+async def test_a_cached_pyjwkclient_verifies_tokens_signed_after_a_rotation(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """An integrator's verifier (PyJWT's own JWKS client) fetched and cached the key set
+    just before the rotation; every token signed after it still verifies. PyJWKClient
+    refetches on an unknown kid at most once per cooldown (30 s by default, under the 60 s
+    JWKS max-age we publish keys ahead by); here both are scaled down together."""
+    with LiveServer(settings) as server:
+        jwks = PyJWKClient(
+            f"{server.url}/.well-known/jwks.json",
+            cache_jwk_set=True,
+            cooldown_duration=settings.jwks_max_age_seconds,
+        )
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            before = await password_login(client, slug=tenant.slug, email=tenant.owner_email)
+            await asyncio.to_thread(jwks.get_signing_key_from_jwt, before.json()["access_token"])
+            code, output = await run_cli(settings, "keys", "rotate")
+            assert code == 0, output
+            new_kid = output.strip().rsplit(" ", 1)[-1]
+            tokens = [before.json()["access_token"]]
+            deadline = time.monotonic() + _publish_delay(settings) + 1
+            while time.monotonic() < deadline or _kid(tokens[-1]) != new_kid:
+                fresh = await password_login(client, slug=tenant.slug, email=tenant.owner_email)
+                tokens.append(fresh.json()["access_token"])
+                await asyncio.sleep(0.2)
+                assert time.monotonic() < deadline + 5, "the new key never started signing"
+        for token in tokens:
+            key = await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=["ES256"],
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+            )
+            assert claims["tid"] == str(tenant.id)
 
 
 async def test_an_unknown_kid_does_not_reload_the_key_set_on_every_request(
@@ -108,3 +216,70 @@ async def test_an_unknown_kid_does_not_reload_the_key_set_on_every_request(
     # At most one reload per cache period (0.2 s in tests), however many requests carry the kid.
     assert loads <= 1 + int(elapsed / settings.signing_key_cache_seconds)
     assert loads < 5
+
+
+async def test_rotation_across_two_workers_never_rejects_a_fresh_token(
+    services: TestServices, settings: Settings, tmp_path: Path
+) -> None:
+    """`stockyard serve --workers 2`, sign-ins and calls spread over both workers (a new
+    connection each time) before, during and after a rotation: every fresh token works on
+    whichever worker it meets."""
+    served = make_settings(services, signing_key_cache_seconds=2.0, jwks_max_age_seconds=1)
+    port = _free_port()
+    env = {
+        **os.environ,
+        **cli_env(served),
+        "STOCKYARD_REDIS_KEY_PREFIX": served.redis_key_prefix,
+        "STOCKYARD_MIGRATE_ON_START": "false",
+        "STOCKYARD_LOGIN_RATE_LIMIT_PER_MINUTE": "1000000",
+        "STOCKYARD_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE": "1000000",
+        "STOCKYARD_IP_RATE_LIMIT_PER_MINUTE": "1000000",
+    }
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "stockyard.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        env=env,
+        cwd=tmp_path,
+    )
+    fresh_connections = httpx.Limits(max_keepalive_connections=0)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, limits=fresh_connections
+        ) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/livez")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            tenant = await signup(client)
+            code, output = await run_cli(served, "keys", "rotate")
+            assert code == 0, output
+            new_kid = output.strip().rsplit(" ", 1)[-1]
+            deadline = time.monotonic() + _publish_delay(served) + 3
+            statuses, kids = [], set()
+            while time.monotonic() < deadline:
+                login = await password_login(client, slug=tenant.slug, email=tenant.owner_email)
+                assert login.status_code == 200, login.text
+                token = login.json()["access_token"]
+                kids.add(_kid(token))
+                for _ in range(2):
+                    me = await client.get("/api/v1/me", headers=bearer(token))
+                    statuses.append(me.status_code)
+        assert new_kid in kids
+        assert set(statuses) == {200}, statuses
+    finally:
+        server.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(server.wait(), 30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

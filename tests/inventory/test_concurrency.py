@@ -232,3 +232,68 @@ async def test_concurrency_failures_answer_503_concurrent_update(
     assert error["request_id"] == response.headers["X-Request-ID"]
     assert response.headers["Retry-After"] == "1"
     assert "deadlock" not in response.text.lower()
+
+
+async def test_the_sweep_and_a_transfer_take_locks_in_one_order(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    owner_db: asyncpg.Connection,
+    settings: Settings,
+) -> None:
+    """The interleaving that deadlocked when the sweep locked reservations before balances:
+    a transfer holds its first leg and waits; the sweep starts; the transfer goes on to its
+    second leg. With one lock order (balances by key, then their reservations) both finish."""
+    inv = Inventory(client, tenant)
+    sku = (await inv.product())["sku"]
+    first, second = (await inv.location())["code"], (await inv.location())["code"]
+    for code in (first, second):
+        await inv.receive(sku, code, 100)
+    rows = await owner_db.fetch(
+        "SELECT l.code, l.id FROM location l WHERE l.tenant_id = $1", tenant.id
+    )
+    ids = {row["code"]: row["id"] for row in rows}
+    low, high = sorted([first, second], key=lambda code: ids[code])
+    # One reservation per leg, the high leg's first (the order a scan of them meets them).
+    for code in (high, low):
+        made = await inv.post("/reservations", {"sku": sku, "location": code, "quantity": 1})
+        assert made.status_code == 201
+    for code, age in ((high, "2 minutes"), (low, "1 minute")):
+        await owner_db.execute(
+            f"UPDATE reservation SET expires_at = now() - interval '{age}' "
+            "WHERE tenant_id = $1 AND location_id = $2",
+            tenant.id,
+            ids[code],
+        )
+    engine = create_engine(app_url(settings), settings)
+    sweeper = create_sessionmaker(engine)
+    holding = owner_db.transaction()
+    await holding.start()
+    try:
+        # Stall the transfer on its first (low) leg's balance.
+        await owner_db.execute(
+            "SELECT 1 FROM balance WHERE tenant_id = $1 AND location_id = $2 FOR UPDATE",
+            tenant.id,
+            ids[low],
+        )
+        moving = asyncio.create_task(
+            inv.post(
+                "/transfers", {"sku": sku, "from_location": low, "to_location": high, "quantity": 1}
+            )
+        )
+        await asyncio.sleep(0.3)
+        sweeping = asyncio.create_task(maintenance.sweep(sweeper))
+        await asyncio.sleep(0.3)
+    finally:
+        await holding.rollback()
+    try:
+        moved, swept = await asyncio.wait_for(
+            asyncio.gather(moving, sweeping, return_exceptions=True), 30
+        )
+    finally:
+        await engine.dispose()
+    assert not isinstance(swept, BaseException), swept
+    assert isinstance(moved, httpx.Response) and moved.status_code == 201, moved
+    app_rows = await owner_db.fetch(
+        "SELECT status FROM reservation WHERE tenant_id = $1", tenant.id
+    )
+    assert {row["status"] for row in app_rows} == {"expired"}
