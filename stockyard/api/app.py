@@ -9,8 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from fastapi import FastAPI
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from fastapi import Depends, FastAPI, Request
+from starlette.middleware.body_limit import (
+    MAX_BODY_SIZE_SCOPE_KEY,
+    RequestBodyLimitMiddleware,
+)
 
 from stockyard import __version__
 from stockyard.api.errors import install_error_handlers
@@ -26,6 +29,7 @@ from stockyard.auth.endpoints import well_known as well_known_router
 from stockyard.auth.keys import KeyRing
 from stockyard.auth.limiter import RateLimiter
 from stockyard.core.database import app_url, create_engine, create_sessionmaker
+from stockyard.core.errors import PayloadTooLarge
 from stockyard.core.logging import configure_logging
 from stockyard.core.redis import create_redis
 from stockyard.core.settings import Settings, get_settings
@@ -107,6 +111,16 @@ async def _sync_revocations_if_needed(services: Services) -> None:
         await sync_revocations(services)
 
 
+async def refuse_declared_oversized_body(request: Request) -> None:
+    """Starlette's body limit acts as the body is read; a route that never reads its body
+    (a DELETE, a bodiless POST) would run, and commit, before being answered 413. A declared
+    Content-Length over the route's limit is refused here, before the route runs."""
+    limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+    declared = request.headers.get("content-length", "")
+    if isinstance(limit, int) and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -143,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _, pending = await asyncio.wait(tasks, timeout=10)
             for task in pending:
                 task.cancel()
+            await services.limiter.drain()
             await services.redis.aclose()
             await services.engine.dispose()
 
@@ -151,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Multi-tenant inventory API.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_declared_oversized_body)],
     )
     install_error_handlers(app)
     # Starlette's own body limit: decided from Content-Length before the body is read and

@@ -108,8 +108,9 @@ async def limit_login(services: Services, *, account: str, address: str) -> None
     """Password guesses against one account (sign-ins, and wrong current passwords on
     /me/password): a hard limit per (account, client address), and a much higher ceiling per
     account across all addresses. An attacker at one address exhausts only their own
-    allowance, so they cannot lock the real user out of signing in from the user's address;
-    a distributed guess is still capped by the ceiling."""
+    allowance, not the user's: locking the user out takes enough addresses to reach the
+    ceiling (ten times the per-address limit by default), which also caps distributed
+    guessing."""
     settings = services.settings
     place = hashlib.sha256(address.encode()).hexdigest()[:16]
     per_address = settings.login_rate_limit_per_minute

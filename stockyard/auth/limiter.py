@@ -14,8 +14,10 @@ import asyncio
 import math
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -30,6 +32,7 @@ log = structlog.get_logger()
 
 WINDOW_SECONDS = 60
 OUTAGE_WARNING_INTERVAL = 10.0
+DRAIN_SECONDS = 5.0
 
 _GCRA = """
 local now_parts = redis.call('TIME')
@@ -217,24 +220,50 @@ class RateLimiter:
         PostgreSQL before that commit may have cached "ok" (after a FLUSHALL, or because the
         first write failed); the second write, a plain SET, overwrites it. If the second
         write fails too, the re-seed stays pending until PostgreSQL has been read after it,
-        and so after the commit. A transaction that rolls back writes nothing more."""
+        and so after the commit. If the transaction rolls back instead, the first write is
+        taken back (the state is forgotten, so the next request asks PostgreSQL)."""
         if not session_ids:
             return
         await self.revoke(session_ids)
         loop = asyncio.get_running_loop()
-        sync_session = session.sync_session
+        settled = False
 
-        def after_commit(_: Session) -> None:
-            event.remove(sync_session, "after_rollback", after_rollback)
-            task = loop.create_task(self.revoke(session_ids))
-            self._after_commit_writes.add(task)
-            task.add_done_callback(self._after_commit_writes.discard)
+        # Savepoints fire these events too: only the outermost transaction's end counts.
+        def after_commit(ended: Session) -> None:
+            nonlocal settled
+            if settled or ended.in_nested_transaction():
+                return
+            settled = True
+            self._in_background(loop, self.revoke(session_ids))
 
-        def after_rollback(_: Session) -> None:
-            event.remove(sync_session, "after_commit", after_commit)
+        def after_rollback(ended: Session) -> None:
+            nonlocal settled
+            if settled or ended.in_nested_transaction():
+                return
+            settled = True
+            self._in_background(loop, self._forget(session_ids))
 
-        event.listen(sync_session, "after_commit", after_commit, once=True)
-        event.listen(sync_session, "after_rollback", after_rollback, once=True)
+        event.listen(session.sync_session, "after_commit", after_commit)
+        event.listen(session.sync_session, "after_rollback", after_rollback)
+
+    def _in_background(
+        self, loop: asyncio.AbstractEventLoop, write: Coroutine[Any, Any, None]
+    ) -> None:
+        task = loop.create_task(write)
+        self._after_commit_writes.add(task)
+        task.add_done_callback(self._after_commit_writes.discard)
+
+    async def _forget(self, session_ids: list[uuid.UUID]) -> None:
+        try:
+            await self._redis.delete(*(self._bucket_keys(str(s))[1] for s in session_ids))
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._mark_down(exc)
+
+    async def drain(self) -> None:
+        """Let the writes that follow commits finish (a few seconds at most) before the
+        connection closes."""
+        if self._after_commit_writes:
+            await asyncio.wait(set(self._after_commit_writes), timeout=DRAIN_SECONDS)
 
     async def ping(self) -> bool:
         """True when Redis answers; also how the sync task notices that it is back."""

@@ -95,8 +95,9 @@ class RefreshToken(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The pair this token's refresh returned, sealed; kept only while a repeat of that refresh
-    # may still be tolerated (the reuse grace window).
+    # The pair this token's refresh returned, sealed with a key derived from the secret key.
+    # It is replayed only to a repeat inside the grace window while that pair's refresh token
+    # is still unused; after that a repeat is reuse and the pair is never opened again.
     successor_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import case, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.auth.models import ApiClient, RefreshToken, SigningKey, TokenFamily, User
@@ -92,15 +92,6 @@ async def lock_refresh_token(session: AsyncSession, token_hash: bytes) -> Refres
     """The token row, locked: two concurrent refreshes of one token serialize here."""
     return await session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
-    )
-
-
-async def forget_successor(session: AsyncSession, token_id: uuid.UUID) -> None:
-    """Drop the sealed pair a token's refresh returned: it may no longer be replayed."""
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == token_id, RefreshToken.successor_sealed.is_not(None))
-        .values(successor_sealed=None)
     )
 
 
@@ -194,8 +185,14 @@ async def lock_key_rotation(session: AsyncSession) -> None:
 
 
 async def retire_current_keys(session: AsyncSession, *, retires_at: datetime) -> None:
+    """Give the newest key its retirement date; a staged key that has not started signing
+    yet never will (it retires now: it signed nothing, so nothing needs it to verify)."""
     await session.execute(
-        update(SigningKey).where(SigningKey.retires_at.is_(None)).values(retires_at=retires_at)
+        update(SigningKey)
+        .where(SigningKey.retires_at.is_(None))
+        .values(
+            retires_at=case((SigningKey.activates_at > func.now(), func.now()), else_=retires_at)
+        )
     )
 
 

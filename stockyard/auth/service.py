@@ -230,9 +230,6 @@ async def refresh_grant(
             return replayed
         parent = child  # nothing kept (the grace window was off then): rotate on from it
     parent.used_at = now
-    if parent.parent_id is not None:
-        # The token before is now two rotations old: its repeat is reuse, never replayed.
-        await auth_repository.forget_successor(session, parent.parent_id)
 
     user = await auth_repository.get_user(session, family.user_id)
     if user is None or not user.is_active:

@@ -80,6 +80,12 @@ class ValidationFailed(AppError):
     message = "The request is not valid."
 
 
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+    message = "The request body is larger than this route accepts."
+
+
 class RateLimited(AppError):
     status_code = 429
     code = "rate_limited"

@@ -151,3 +151,20 @@ async def test_the_token_endpoint_refuses_multipart_files(client: httpx.AsyncCli
         files={"upload": ("big.bin", b"\0" * 1024 * 1024, "application/octet-stream")},
     )
     await _assert_413(oversized)
+
+
+async def test_a_bodiless_route_refuses_a_declared_oversized_body_before_it_runs(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """DELETE never reads its body: the declared size is refused before the route runs, so
+    nothing is archived behind a 413."""
+    product = await Inventory(client, tenant).product()
+    response = await client.request(
+        "DELETE",
+        f"/api/v1/products/{product['id']}",
+        content=b"x" * (2 * 1024 * 1024),
+        headers={**tenant.headers, "Content-Type": "application/octet-stream"},
+    )
+    await _assert_413(response)
+    after = await client.get(f"/api/v1/products/{product['id']}", headers=tenant.headers)
+    assert after.json()["archived_at"] is None

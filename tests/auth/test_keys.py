@@ -117,6 +117,23 @@ async def test_rotate_now_signs_at_once(
     assert _kid(fresh.json()["access_token"]) == new_kid
 
 
+async def test_an_emergency_rotation_is_not_undone_by_a_staged_key(
+    client: httpx.AsyncClient, tenant: Tenant, settings: Settings
+) -> None:
+    """A key was staged; then a leak forces `--now`. When the staged key's time comes, the
+    emergency key keeps signing: the staged one never does."""
+    code, staged = await run_cli(settings, "keys", "rotate")
+    assert code == 0, staged
+    code, output = await run_cli(settings, "keys", "rotate", "--now")
+    assert code == 0, output
+    emergency = output.strip().rsplit(" ", 1)[-1]
+    await asyncio.sleep(_publish_delay(settings) + 0.2)
+    fresh = await password_login(client, slug=tenant.slug, email=tenant.owner_email)
+    assert _kid(fresh.json()["access_token"]) == emergency
+    jwks = (await client.get("/.well-known/jwks.json")).json()
+    assert staged.strip().rsplit(" ", 1)[-1] not in {key["kid"] for key in jwks["keys"]}
+
+
 async def test_concurrent_rotations_leave_one_newest_key(
     settings: Settings, owner_db: asyncpg.Connection
 ) -> None:

@@ -3,7 +3,7 @@
 Inside the refresh-reuse grace window a client that refreshed twice at once (two tabs, a retry
 after a lost response) gets the same new pair both times, so whichever response it keeps stays
 valid. The pair is encrypted with a key derived from STOCKYARD_SECRET_KEY (a database dump alone
-yields no usable token) and cleared as soon as the token after it is used.
+yields no usable token), and replayed only while the token after it is still unused.
 
 Revision ID: 0005
 Revises: 0004
