@@ -14,6 +14,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stockyard.audit import service as audit_service
+from stockyard.auth.endpoints import NO_STORE, OAUTH_ENDPOINTS
+from stockyard.auth.exceptions import OAuthError
 from stockyard.auth.tokens import AccessClaims
 from stockyard.core.errors import AppError, DatabaseUnavailable, ErrorDetails
 
@@ -73,11 +75,36 @@ async def _audit_failure(request: Request, exc: AppError) -> None:
     )
 
 
+def oauth_error_response(
+    *,
+    status: int,
+    error: str,
+    description: str,
+    request_id: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """RFC 6749 section 5.2, the shape OAuth client libraries parse (`error` is a string)."""
+    body = {"error": error, "error_description": description, "request_id": request_id}
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **dict(headers or {})})
+
+
+def _is_oauth_endpoint(request: Request) -> bool:
+    return getattr(request.scope.get("route"), "path", None) in OAUTH_ENDPOINTS
+
+
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     if exc.status_code >= 500:
         log.warning("service_unavailable", code=exc.code)
     await _audit_failure(request, exc)
+    if isinstance(exc, OAuthError):
+        return oauth_error_response(
+            status=exc.status_code,
+            error=exc.code,
+            description=exc.message,
+            request_id=_request_id(request),
+            headers=exc.headers,
+        )
     return envelope_response(
         status=exc.status_code,
         code=exc.code,
@@ -95,6 +122,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
         for error in exc.errors()
     ]
+    if _is_oauth_endpoint(request):
+        fields = sorted({str(d["loc"][-1]) for d in details if d["loc"]})
+        return oauth_error_response(
+            status=400,
+            error="invalid_request",
+            description=f"Malformed form field: {', '.join(fields) or 'body'}.",
+            request_id=_request_id(request),
+        )
     return envelope_response(
         status=422,
         code="validation_error",
@@ -108,6 +143,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 400 and _is_oauth_endpoint(request):
+        return oauth_error_response(
+            status=400,
+            error="invalid_request",
+            description=message,
+            request_id=_request_id(request),
+        )
     return envelope_response(
         status=exc.status_code,
         code=code,

@@ -10,7 +10,7 @@ from fastapi import Depends
 from stockyard.auth.guard import Authenticated, authenticate
 from stockyard.auth.scopes import Scope
 from stockyard.auth.tokens import AccessClaims
-from stockyard.core.errors import Forbidden
+from stockyard.core.errors import Forbidden, bearer_challenge
 from stockyard.tenants.dependencies import TenantSession
 
 
@@ -33,9 +33,15 @@ def require(*scopes: Scope) -> Callable[..., Coroutine[Any, Any, AccessClaims]]:
     async def _require(principal: CurrentPrincipal) -> AccessClaims:
         missing = needed - principal.scopes
         if missing:
+            # RFC 6750 section 3.1: say which scope the token lacks.
             raise Forbidden(
                 "This needs the scope " + " ".join(sorted(missing)) + ".",
                 details={"missing_scopes": sorted(missing)},
+                headers={
+                    "WWW-Authenticate": bearer_challenge(
+                        error="insufficient_scope", scope=" ".join(sorted(needed))
+                    )
+                },
             )
         return principal
 

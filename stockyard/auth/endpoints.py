@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 
@@ -13,10 +13,24 @@ from stockyard.api.services import ServicesDep
 from stockyard.auth import repository as auth_repository
 from stockyard.auth import service as auth_service
 from stockyard.auth.dependencies import CurrentPrincipal
-from stockyard.auth.exceptions import InvalidClient, InvalidRequest, UnsupportedGrantType
+from stockyard.auth.exceptions import (
+    InvalidClient,
+    InvalidRequest,
+    InvalidScope,
+    UnsupportedGrantType,
+)
 from stockyard.auth.guard import client_ip, limit_by_ip
-from stockyard.auth.schemas import JWKSet, MeClient, MeRead, MeTenant, MeUser, TokenResponse
-from stockyard.auth.scopes import Role
+from stockyard.auth.schemas import (
+    AuthorizationServerMetadata,
+    JWKSet,
+    MeClient,
+    MeRead,
+    MeTenant,
+    MeUser,
+    OAuthErrorResponse,
+    TokenResponse,
+)
+from stockyard.auth.scopes import Role, Scope
 from stockyard.core.errors import NotFound
 from stockyard.tenants import repository as tenant_repository
 from stockyard.tenants.dependencies import TenantSession, UnscopedSession
@@ -25,6 +39,17 @@ router = APIRouter(prefix="/api/v1", tags=["auth"])
 well_known = APIRouter(tags=["auth"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The OAuth endpoints answer their own errors in RFC 6749's shape; limits and outages keep
+# the envelope.
+OAUTH_ENDPOINTS = frozenset({"/api/v1/auth/token", "/api/v1/auth/revoke"})
+OAUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": OAuthErrorResponse, "description": "OAuth error (RFC 6749 section 5.2)"},
+    401: {
+        "model": OAuthErrorResponse,
+        "description": "invalid_client, with WWW-Authenticate: Basic",
+    },
+    **error_responses(413, 429, 503),
+}
 FormField = Annotated[str | None, Form(max_length=4096)]
 # The token and revocation endpoints take a few short text fields: a multipart file part is
 # refused before it is spooled anywhere, and the whole form is small.
@@ -45,6 +70,28 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return client_id, secret
 
 
+async def _refuse_repeated_parameters(request: Request) -> None:
+    """RFC 6749 section 3.2: request parameters must not be included more than once."""
+    names = [name for name, _ in (await request.form()).multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidRequest(
+            f"Repeated form field: {', '.join(repeated)}.", details={"repeated": repeated}
+        )
+
+
+def _requested_scopes(scope: str | None) -> frozenset[str] | None:
+    """The scopes asked for (RFC 6749 section 3.3: space-delimited), or None when none were.
+    A scope Stockyard does not know is `invalid_scope` at once."""
+    if scope is None or not scope.strip():
+        return None
+    requested = frozenset(scope.split())
+    unknown = sorted(requested - {member.value for member in Scope})
+    if unknown:
+        raise InvalidScope(f"Unknown scope: {' '.join(unknown)}.")
+    return requested
+
+
 def _required(**fields: str | None) -> dict[str, str]:
     missing = sorted(name for name, value in fields.items() if not value)
     if missing:
@@ -61,7 +108,7 @@ def _required(**fields: str | None) -> dict[str, str]:
     summary="Exchange credentials or a refresh token for tokens",
     max_body_size=TOKEN_FORM_BODY_BYTES,
     form_limits={"max_files": 0, "max_fields": 16, "max_part_size": 8192},
-    responses=error_responses(400, 401, 422, 429, 503),
+    responses=OAUTH_RESPONSES,
 )
 async def issue_token(
     request: Request,
@@ -75,14 +122,21 @@ async def issue_token(
     refresh_token: FormField = None,
     client_id: FormField = None,
     client_secret: FormField = None,
+    scope: FormField = None,
 ) -> TokenResponse:
     response.headers.update(NO_STORE)
+    await _refuse_repeated_parameters(request)
+    requested = _requested_scopes(scope)
     address = client_ip(request, services.settings.trusted_proxies)
     if grant_type == "password" and not tenant:
         # No tenant: a platform support engineer signing in.
         fields = _required(username=username, password=password)
         pair = await auth_service.staff_password_grant(
-            services, email=fields["username"], password=fields["password"], address=address
+            services,
+            email=fields["username"],
+            password=fields["password"],
+            address=address,
+            scope=requested,
         )
     elif grant_type == "password":
         fields = _required(username=username, password=password, tenant=tenant)
@@ -94,11 +148,12 @@ async def issue_token(
             email=fields["username"],
             password=fields["password"],
             address=address,
+            scope=requested,
         )
     elif grant_type == "refresh_token":
         fields = _required(refresh_token=refresh_token)
         pair = await auth_service.refresh_grant(
-            session, services, refresh_token=fields["refresh_token"]
+            session, services, refresh_token=fields["refresh_token"], scope=requested
         )
     elif grant_type == "client_credentials":
         basic = _basic_credentials(request)
@@ -107,7 +162,11 @@ async def issue_token(
         if not client_id or not client_secret:
             raise InvalidClient()
         pair = await auth_service.client_credentials_grant(
-            session, services, client_id=client_id, client_secret=client_secret
+            session,
+            services,
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=requested,
         )
     elif grant_type is None:
         raise InvalidRequest("Missing form field: grant_type.", details={"missing": ["grant_type"]})
@@ -127,15 +186,20 @@ async def issue_token(
     summary="Revoke a refresh token and its whole family (RFC 7009)",
     max_body_size=TOKEN_FORM_BODY_BYTES,
     form_limits={"max_files": 0, "max_fields": 16, "max_part_size": 8192},
-    responses=error_responses(422, 429, 503),
+    responses=OAUTH_RESPONSES,
 )
 async def revoke_token(
+    request: Request,
     session: UnscopedSession,
     services: ServicesDep,
     token: FormField = None,
+    token_type_hint: FormField = None,
 ) -> dict[str, str]:
-    if token:
-        await auth_service.revoke_refresh_token(session, services, token=token)
+    await _refuse_repeated_parameters(request)
+    del token_type_hint  # RFC 7009: a hint only; the token's shape says what it is
+    if not token:
+        raise InvalidRequest("Missing form field: token.", details={"missing": ["token"]})
+    await auth_service.revoke_refresh_token(session, services, token=token)
     return {"status": "ok"}
 
 
@@ -163,6 +227,31 @@ async def read_me(session: TenantSession, principal: CurrentPrincipal) -> MeRead
     if user is None:
         raise NotFound()
     return MeRead(user=MeUser(id=user.id, email=user.email, role=Role(user.role)), tenant=me_tenant)
+
+
+@well_known.get(
+    "/.well-known/oauth-authorization-server",
+    response_model=AuthorizationServerMetadata,
+    summary="OAuth 2.0 authorization server metadata (RFC 8414)",
+)
+async def read_authorization_server_metadata(
+    response: Response, services: ServicesDep
+) -> AuthorizationServerMetadata:
+    settings = services.settings
+    base = settings.public_url
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return AuthorizationServerMetadata(
+        issuer=settings.issuer,
+        token_endpoint=f"{base}/api/v1/auth/token",
+        revocation_endpoint=f"{base}/api/v1/auth/revoke",
+        jwks_uri=f"{base}/.well-known/jwks.json",
+        grant_types_supported=["password", "refresh_token", "client_credentials"],
+        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
+        revocation_endpoint_auth_methods_supported=["none"],
+        scopes_supported=[scope.value for scope in Scope],
+        # No authorization endpoint: no browser redirect flows.
+        response_types_supported=[],
+    )
 
 
 @well_known.get("/.well-known/jwks.json", response_model=JWKSet, summary="Public signing keys")

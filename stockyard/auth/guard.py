@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from stockyard.api.services import Services, ServicesDep
 from stockyard.auth.limiter import Revocation
 from stockyard.auth.tokens import AccessClaims, verify_access_token
-from stockyard.core.errors import Unauthorized
+from stockyard.core.errors import InvalidToken, Unauthorized
 
 # auto_error=False: a missing header becomes our 401 envelope, not FastAPI's bare 403.
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/token.")
@@ -43,7 +43,7 @@ async def authenticate(
     claims = await verify_access_token(
         services.keyring,
         credentials.credentials,
-        issuer=settings.jwt_issuer,
+        issuer=settings.issuer,
         audience=settings.jwt_audience,
     )
     structlog.contextvars.bind_contextvars(
@@ -59,7 +59,7 @@ async def authenticate(
     if decision.limit:
         request.state.rate_limit_headers = decision.headers()
     if decision.revocation is Revocation.REVOKED:
-        raise Unauthorized("The session has been revoked.")
+        raise InvalidToken("The session has been revoked.")
     decision.raise_if_limited()
     return Authenticated(claims=claims, revocation=decision.revocation)
 

@@ -71,6 +71,8 @@ class TokenFamily(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
+    # The scope granted at sign-in: refreshes may narrow it, never widen it (NULL: the role's).
+    scopes: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
 
 class RefreshToken(Base):

@@ -10,6 +10,37 @@ from stockyard.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from stockyard.auth.scopes import Role
 
 
+class OAuthErrorResponse(BaseModel):
+    """RFC 6749 section 5.2: the error shape OAuth clients parse, on the token and revocation
+    endpoints only (everything else answers the project's error envelope)."""
+
+    error: Literal[
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "unsupported_token_type",
+    ]
+    error_description: str
+    request_id: str | None
+
+
+class AuthorizationServerMetadata(BaseModel):
+    """RFC 8414: what an OAuth client library needs to find and use the endpoints."""
+
+    issuer: str
+    token_endpoint: str
+    revocation_endpoint: str
+    jwks_uri: str
+    grant_types_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    revocation_endpoint_auth_methods_supported: list[str]
+    scopes_supported: list[str]
+    response_types_supported: list[str]
+
+
 class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from cryptography.fernet import InvalidToken
+from cryptography.fernet import InvalidToken as UnreadableSeal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.api.services import Services
@@ -18,12 +18,13 @@ from stockyard.audit import repository as audit_repository
 from stockyard.audit import service as audit_service
 from stockyard.audit.models import PLATFORM_TENANT_ID, AuditEvent
 from stockyard.auth import repository as auth_repository
-from stockyard.auth.exceptions import InvalidClient, InvalidGrant, RefreshTokenReused
+from stockyard.auth.exceptions import InvalidClient, InvalidGrant, InvalidScope, RefreshTokenReused
 from stockyard.auth.guard import limit_login, login_account
 from stockyard.auth.models import RefreshToken, TokenFamily, User
 from stockyard.auth.passwords import verify_password
 from stockyard.auth.scopes import CLIENT_ROLE, ROLE_SCOPES, STAFF_ROLE, STAFF_SCOPES, Role
 from stockyard.auth.tokens import (
+    FIRST_PARTY_CLIENT_ID,
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
@@ -63,11 +64,12 @@ async def _issue(
     role: str,
     scopes: frozenset[str],
     refresh_token: str | None,
+    client_id: str = FIRST_PARTY_CLIENT_ID,
 ) -> TokenPair:
     settings = services.settings
     access = await issue_access_token(
         services.keyring,
-        issuer=settings.jwt_issuer,
+        issuer=settings.issuer,
         audience=settings.jwt_audience,
         ttl_seconds=settings.access_token_ttl_seconds,
         subject=subject,
@@ -75,17 +77,34 @@ async def _issue(
         session_id=session_id,
         role=role,
         scopes=scopes,
+        client_id=client_id,
     )
     return TokenPair(access.token, access.expires_in, refresh_token, " ".join(sorted(scopes)))
 
 
-async def _start_family(session: AsyncSession, services: Services, user: User) -> TokenPair:
+def granted_scopes(requested: frozenset[str] | None, allowed: frozenset[str]) -> frozenset[str]:
+    """RFC 6749 section 3.3: the token carries exactly what was asked for, when the subject
+    may have all of it; nothing asked for means everything the subject may have."""
+    if requested is None:
+        return allowed
+    if not requested <= allowed:
+        raise InvalidScope(
+            "The requested scope exceeds what this account may be granted.",
+        )
+    return requested
+
+
+async def _start_family(
+    session: AsyncSession, services: Services, user: User, *, requested: frozenset[str] | None
+) -> TokenPair:
+    scopes = granted_scopes(requested, ROLE_SCOPES[Role(user.role)])
     family = TokenFamily(
         tenant_id=user.tenant_id,
         id=uuid.uuid4(),
         user_id=user.id,
         expires_at=datetime.now(UTC)
         + timedelta(seconds=services.settings.refresh_token_ttl_seconds),
+        scopes=sorted(scopes),
     )
     token, token_hash = new_refresh_token(user.tenant_id)
     await auth_repository.add(session, family)
@@ -101,7 +120,7 @@ async def _start_family(session: AsyncSession, services: Services, user: User) -
         tenant_id=user.tenant_id,
         session_id=family.id,
         role=user.role,
-        scopes=ROLE_SCOPES[Role(user.role)],
+        scopes=scopes,
         refresh_token=token,
     )
 
@@ -113,6 +132,7 @@ async def password_grant(
     email: str,
     password: str,
     address: str,
+    scope: frozenset[str] | None = None,
 ) -> TokenPair:
     """Sign a user in. Every failure looks the same and costs the same password check.
 
@@ -152,11 +172,16 @@ async def password_grant(
         if current is None or not current.is_active or current.password_hash != user.password_hash:
             raise InvalidGrant("The account changed while signing in; sign in again.")
         # A role changed meanwhile is simply the role the new session gets.
-        return await _start_family(session, services, current)
+        return await _start_family(session, services, current, requested=scope)
 
 
 async def staff_password_grant(
-    services: Services, *, email: str, password: str, address: str
+    services: Services,
+    *,
+    email: str,
+    password: str,
+    address: str,
+    scope: frozenset[str] | None = None,
 ) -> TokenPair:
     """Sign a support engineer in: a short-lived token for the support routes only, with no
     tenant and no refresh token. The look-up's connection is released before the check."""
@@ -174,16 +199,21 @@ async def staff_password_grant(
         tenant_id=PLATFORM_TENANT_ID,
         session_id=uuid.uuid4(),
         role=STAFF_ROLE,
-        scopes=STAFF_SCOPES,
+        scopes=granted_scopes(scope, STAFF_SCOPES),
         refresh_token=None,
     )
 
 
 async def refresh_grant(
-    session: AsyncSession, services: Services, *, refresh_token: str
+    session: AsyncSession,
+    services: Services,
+    *,
+    refresh_token: str,
+    scope: frozenset[str] | None = None,
 ) -> TokenPair:
     """Rotate a refresh token. A used one presented again revokes its whole family, except the
-    immediately previous token inside the configured grace window (concurrent client refresh)."""
+    immediately previous token inside the configured grace window (concurrent client refresh).
+    The new access token may be narrowed to part of the sign-in's scope, never widened."""
     tenant_id = tenant_of_refresh_token(refresh_token)
     if tenant_id is None:
         raise InvalidGrant()
@@ -234,6 +264,9 @@ async def refresh_grant(
     user = await auth_repository.get_user(session, family.user_id)
     if user is None or not user.is_active:
         raise InvalidGrant()
+    signed_in_with = frozenset(family.scopes) if family.scopes is not None else None
+    role_scopes = ROLE_SCOPES[Role(user.role)]
+    scopes = granted_scopes(scope, role_scopes & (signed_in_with or role_scopes))
     token, token_hash = new_refresh_token(tenant_id)
     await auth_repository.add(
         session,
@@ -251,7 +284,7 @@ async def refresh_grant(
         tenant_id=tenant_id,
         session_id=family.id,
         role=user.role,
-        scopes=ROLE_SCOPES[Role(user.role)],
+        scopes=scopes,
         refresh_token=token,
     )
     if grace:
@@ -281,7 +314,7 @@ def _unseal_pair(services: Services, sealed: bytes | None, *, now: datetime) -> 
         payload = json.loads(
             sealer(secret_key.get_secret_value(), "refresh-replay").decrypt(sealed)
         )
-    except InvalidToken:  # sealed under another secret key: nothing to replay
+    except UnreadableSeal:  # sealed under another secret key: nothing to replay
         return None
     expires_in = int(payload["expires_at"] - now.timestamp())
     if expires_in <= 0:
@@ -292,7 +325,12 @@ def _unseal_pair(services: Services, sealed: bytes | None, *, now: datetime) -> 
 
 
 async def client_credentials_grant(
-    session: AsyncSession, services: Services, *, client_id: str, client_secret: str
+    session: AsyncSession,
+    services: Services,
+    *,
+    client_id: str,
+    client_secret: str,
+    scope: frozenset[str] | None = None,
 ) -> TokenPair:
     """An access token for a tenant application; `sid` is the client, so all its tokens share
     one rate-limit bucket and die together when the client is deleted."""
@@ -317,8 +355,9 @@ async def client_credentials_grant(
         tenant_id=tenant_id,
         session_id=client.id,
         role=CLIENT_ROLE,
-        scopes=frozenset(client.scopes),
+        scopes=granted_scopes(scope, frozenset(client.scopes)),
         refresh_token=None,
+        client_id=str(client.id),
     )
 
 

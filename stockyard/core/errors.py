@@ -33,15 +33,42 @@ class AppError(Exception):
         super().__init__(self.message)
 
 
+def bearer_challenge(**attributes: str) -> str:
+    """An RFC 6750 `WWW-Authenticate: Bearer` challenge; attribute values are quoted strings,
+    so quotes and backslashes are dropped from them."""
+    if not attributes:
+        return "Bearer"
+    quoted = (
+        f'{name}="{value.replace(chr(34), "").replace(chr(92), "")}"'
+        for name, value in attributes.items()
+    )
+    return "Bearer " + ", ".join(quoted)
+
+
 class Unauthorized(AppError):
-    """No valid credentials. Always carries `WWW-Authenticate` so clients know the scheme."""
+    """No credentials. Always carries `WWW-Authenticate` so clients know the scheme (RFC 6750
+    section 3: a request with no token gets the bare challenge)."""
 
     status_code = 401
     code = "unauthorized"
     message = "Authentication is required."
+    bearer_error: str | None = None
 
     def __init__(self, message: str | None = None, *, details: ErrorDetails = None) -> None:
-        super().__init__(message, details=details, headers={"WWW-Authenticate": "Bearer"})
+        super().__init__(message, details=details)
+        challenge = (
+            bearer_challenge(error=self.bearer_error, error_description=self.message)
+            if self.bearer_error
+            else bearer_challenge()
+        )
+        self.headers["WWW-Authenticate"] = challenge
+
+
+class InvalidToken(Unauthorized):
+    """A token was presented and is not good: malformed, forged, expired or revoked."""
+
+    bearer_error = "invalid_token"
+    message = "The access token is invalid or expired."
 
 
 class Forbidden(AppError):

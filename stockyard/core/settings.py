@@ -6,6 +6,7 @@ import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -64,7 +65,14 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(
         default=0.25, gt=0, description="Timeout of every Redis call on the request path."
     )
-    jwt_issuer: str = Field(default="stockyard", description="`iss` of issued access tokens.")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The API's public base URL: the tokens' issuer and the endpoints named by "
+        "the discovery document (set it to the https URL clients use).",
+    )
+    jwt_issuer: str | None = Field(
+        default=None, description="`iss` of issued access tokens. Unset: PUBLIC_URL."
+    )
     jwt_audience: str = Field(default="stockyard-api", description="`aud` of access tokens.")
     access_token_ttl_seconds: int = Field(
         default=600, ge=30, le=86400, description="Access-token lifetime."
@@ -146,6 +154,16 @@ class Settings(BaseSettings):
         default="", description="Prefix of every Redis key (lets several deployments share one)."
     )
 
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        parsed = urlsplit(value)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            raise ValueError("must be an http(s) URL such as https://api.example.com")
+        if parsed.query or parsed.fragment:
+            raise ValueError("must not have a query or fragment")
+        return value.rstrip("/")
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -184,6 +202,11 @@ class Settings(BaseSettings):
                     "characters when STOCKYARD_DATABASE_URL is set"
                 )
         return self
+
+    @property
+    def issuer(self) -> str:
+        """RFC 9068: `iss` is a URL, the same one discovery names as `issuer`."""
+        return self.jwt_issuer or self.public_url
 
     @property
     def embedded_database(self) -> bool:

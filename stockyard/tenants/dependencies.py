@@ -19,7 +19,7 @@ from stockyard.api.services import Services, ServicesDep
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.guard import Authenticated, authenticate
 from stockyard.auth.limiter import Revocation
-from stockyard.core.errors import AppError, Forbidden, Unauthorized
+from stockyard.core.errors import AppError, Forbidden, InvalidToken
 from stockyard.tenants import repository as tenant_repository
 
 
@@ -59,7 +59,7 @@ async def get_tenant_session(
                     claims.session_id, Revocation.REVOKED if revoked else Revocation.LIVE
                 )
             if revoked:
-                raise Unauthorized("The session has been revoked.")
+                raise InvalidToken("The session has been revoked.")
             # Give the connection back until the route needs one: a route that first does
             # slow CPU work (hashing a password) must not hold it. Its own work begins a
             # fresh transaction, scoped to the tenant again, at its first statement.
@@ -80,7 +80,7 @@ async def get_support_session(
         if auth.revocation is Revocation.UNKNOWN and await auth_repository.is_session_revoked(
             session, claims
         ):
-            raise Unauthorized("The session has been revoked.")
+            raise InvalidToken("The session has been revoked.")
         yield session
 
 

@@ -192,7 +192,7 @@ async def test_a_cached_pyjwkclient_verifies_tokens_signed_after_a_rotation(
                 key.key,
                 algorithms=["ES256"],
                 audience=settings.jwt_audience,
-                issuer=settings.jwt_issuer,
+                issuer=settings.issuer,
             )
             assert claims["tid"] == str(tenant.id)
 

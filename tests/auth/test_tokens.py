@@ -35,15 +35,21 @@ def _claims_of(tenant: Tenant) -> dict[str, Any]:
 
 
 def _sign(key: KeyPair, claims: dict[str, Any], **header: Any) -> str:
+    """Signed exactly as the API signs (our key, `typ: at+jwt`), so each test below is
+    refused for the one thing it changes."""
     return jwt.encode(
-        claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, **header}
+        claims,
+        key.private_key,
+        algorithm="ES256",
+        headers={"kid": key.kid, "typ": "at+jwt", **header},
     )
 
 
 async def _assert_rejected(client: httpx.AsyncClient, token: str) -> None:
     response = await client.get("/api/v1/me", headers=bearer(token))
     assert response.status_code == 401, response.text
-    assert response.headers["WWW-Authenticate"] == "Bearer"
+    # RFC 6750 section 3.1: a presented token that is no good is `invalid_token`.
+    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
     assert response.json()["error"]["code"] == "unauthorized"
     assert response.json()["error"]["request_id"] == response.headers["X-Request-ID"]
 
@@ -162,7 +168,7 @@ async def test_reuse_of_a_used_refresh_token_revokes_the_whole_family(
     rotated = (await refresh(client, tenant.refresh_token)).json()
     reused = await refresh(client, tenant.refresh_token)
     assert reused.status_code == 400
-    assert reused.json()["error"]["code"] == "invalid_grant"
+    assert reused.json()["error"] == "invalid_grant"
     # The newest refresh token of the family and every access token it minted are dead too.
     assert (await refresh(client, rotated["refresh_token"])).status_code == 400
     await _assert_rejected(client, rotated["access_token"])
@@ -190,11 +196,24 @@ async def test_concurrent_refreshes_of_one_token_exactly_one_succeeds(
     assert statuses.count(400) == 4
 
 
-async def test_revoke_endpoint_always_answers_200(client: httpx.AsyncClient) -> None:
+async def test_revoke_endpoint_answers_200_for_any_token(client: httpx.AsyncClient) -> None:
+    """RFC 7009 section 2.2: an unknown or invalid token is not an error; a missing one is."""
     unknown = f"{uuid.uuid4().hex}.not-a-real-token"
-    for token in (unknown, "garbage", ""):
+    for token in (unknown, "garbage"):
         response = await client.post("/api/v1/auth/revoke", data={"token": token})
         assert response.status_code == 200
+    missing = await client.post("/api/v1/auth/revoke", data={"token_type_hint": "refresh_token"})
+    assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+
+
+async def test_a_token_that_is_not_an_access_token_is_rejected(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """RFC 9068: without `typ: at+jwt` a JWT signed by our key (an ID token, say) is no
+    access token, whatever its claims."""
+    key = await _current_key(app)
+    await _assert_rejected(client, _sign(key, _claims_of(tenant), typ="JWT"))
+    await _assert_rejected(client, _sign(key, _claims_of(tenant), typ=None))
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(
@@ -207,8 +226,8 @@ async def test_wrong_password_and_unknown_user_look_the_same(
     no_tenant = await password_login(client, slug="no-such-tenant", email=tenant.owner_email)
     for response in (wrong, unknown, no_tenant):
         assert response.status_code == 400
-        assert response.json()["error"]["code"] == "invalid_grant"
-        assert response.json()["error"]["message"] == wrong.json()["error"]["message"]
+        assert response.json()["error"] == "invalid_grant"
+        assert response.json()["error_description"] == wrong.json()["error_description"]
     assert (
         await password_login(
             client, slug=tenant.slug, email=tenant.owner_email.upper(), password=PASSWORD
@@ -225,14 +244,36 @@ async def test_wrong_password_and_unknown_user_look_the_same(
         ({"grant_type": "refresh_token"}, "invalid_request", 400),
         ({"grant_type": "refresh_token", "refresh_token": "nonsense"}, "invalid_grant", 400),
         ({"grant_type": "client_credentials"}, "invalid_client", 401),
+        (
+            {"grant_type": "password", "username": "a", "password": "b", "scope": "x:y"},
+            "invalid_scope",
+            400,
+        ),
+        ({"grant_type": "password", "username": "a" * 5000}, "invalid_request", 400),
     ],
 )
 async def test_token_endpoint_errors_use_rfc6749_codes(
     client: httpx.AsyncClient, form: dict[str, str], code: str, status: int
 ) -> None:
+    """RFC 6749 section 5.2: `error` is a string code, `error_description` human text."""
     response = await client.post("/api/v1/auth/token", data=form)
     assert response.status_code == status
-    assert response.json()["error"]["code"] == code
+    body = response.json()
+    assert body["error"] == code and isinstance(body["error_description"], str)
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert response.headers["Cache-Control"] == "no-store"
+    if code == "invalid_client":
+        assert response.headers["WWW-Authenticate"] == "Basic"
+
+
+async def test_a_repeated_parameter_is_invalid_request(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/token",
+        content="grant_type=password&grant_type=refresh_token",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
 
 
 async def test_grace_window_tolerates_only_the_immediately_previous_token(

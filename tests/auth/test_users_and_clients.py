@@ -130,7 +130,7 @@ async def test_deleted_clients_tokens_stop_working(
         data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
     )
     assert again.status_code == 401
-    assert again.json()["error"]["code"] == "invalid_client"
+    assert again.json()["error"] == "invalid_client"
 
 
 async def test_client_credentials_token_shape(client: httpx.AsyncClient, tenant: Tenant) -> None:
