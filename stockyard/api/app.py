@@ -27,7 +27,7 @@ from stockyard.auth.admin_endpoints import router as admin_router
 from stockyard.auth.endpoints import router as auth_router
 from stockyard.auth.endpoints import well_known as well_known_router
 from stockyard.auth.keys import KeyRing
-from stockyard.auth.limiter import RateLimiter
+from stockyard.auth.limiter import RateLimiter, RevokedToken
 from stockyard.core.database import app_url, create_engine, create_sessionmaker
 from stockyard.core.errors import PayloadTooLarge
 from stockyard.core.logging import configure_logging
@@ -82,7 +82,15 @@ async def sync_revocations(services: Services) -> None:
     read_started_at = time.monotonic()
     async with services.sessionmaker() as session, session.begin():
         revoked = await auth_repository.revoked_sessions_since(session, since)
-    await services.limiter.revoke(revoked)
+        tokens = await auth_repository.revoked_access_tokens_since(session, since)
+    now = datetime.now(UTC)
+    await services.limiter.revoke(
+        revoked,
+        [
+            RevokedToken(session_id, jti, int((expires_at - now).total_seconds()) + 1)
+            for session_id, jti, expires_at in tokens
+        ],
+    )
     services.limiter.reseeded(read_started_at)
     log.info("revocations_seeded", count=len(revoked))
 

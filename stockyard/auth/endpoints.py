@@ -183,7 +183,7 @@ async def issue_token(
 @router.post(
     "/auth/revoke",
     dependencies=[Depends(limit_by_ip)],
-    summary="Revoke a refresh token and its whole family (RFC 7009)",
+    summary="Revoke a refresh token (its whole session) or one access token (RFC 7009)",
     max_body_size=TOKEN_FORM_BODY_BYTES,
     form_limits={"max_files": 0, "max_fields": 16, "max_part_size": 8192},
     responses=OAUTH_RESPONSES,
@@ -199,7 +199,7 @@ async def revoke_token(
     del token_type_hint  # RFC 7009: a hint only; the token's shape says what it is
     if not token:
         raise InvalidRequest("Missing form field: token.", details={"missing": ["token"]})
-    await auth_service.revoke_refresh_token(session, services, token=token)
+    await auth_service.revoke_token(session, services, token=token)
     return {"status": "ok"}
 
 

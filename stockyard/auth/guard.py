@@ -54,7 +54,7 @@ async def authenticate(
         return Authenticated(claims=claims, revocation=Revocation.UNKNOWN)
     per_minute, burst = await services.tenant_limits.get(claims.tenant_id)
     decision = await services.limiter.check_session(
-        claims.session_id, per_minute=per_minute, burst=burst
+        claims.session_id, token_id=claims.token_id, per_minute=per_minute, burst=burst
     )
     if decision.limit:
         request.state.rate_limit_headers = decision.headers()

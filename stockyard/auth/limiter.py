@@ -14,7 +14,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -26,6 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from stockyard.auth.tokens import LEEWAY_SECONDS, AccessClaims
 from stockyard.core.errors import RateLimited, ServiceUnavailable
 
 log = structlog.get_logger()
@@ -40,7 +41,7 @@ local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local state = redis.call('GET', KEYS[2])
-if state == 'revoked' then
+if state == 'revoked' or (KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1) then
   return {0, 0, 0, 0, 'revoked'}
 end
 if not state then state = '' end
@@ -54,6 +55,20 @@ end
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000)
 return {1, math.floor((now - allow_at) / interval), 0, new_tat - now, state}
 """
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedToken:
+    session_id: uuid.UUID
+    token_id: str
+    ttl_seconds: int
+
+
+def revoked_token_of(claims: AccessClaims) -> RevokedToken:
+    """An access token's revocation mark, kept as long as the token could still be accepted
+    (its expiry plus the verification leeway)."""
+    usable_until = claims.expires_at + LEEWAY_SECONDS
+    return RevokedToken(claims.session_id, claims.token_id, usable_until - int(time.time()) + 1)
 
 
 class Revocation(Enum):
@@ -121,14 +136,21 @@ class RateLimiter:
         self._after_commit_writes: set[asyncio.Task[None]] = set()
 
     def _bucket_keys(self, bucket: str) -> list[str]:
-        # One hash tag per bucket: both keys land in one Redis Cluster slot.
+        # One hash tag per bucket: its keys land in one Redis Cluster slot.
         return [f"{self._prefix}rl:{{{bucket}}}", f"{self._prefix}rl:{{{bucket}}}:auth"]
 
-    async def _run(self, bucket: str, *, per_minute: int, burst: int) -> Decision | None:
+    def _token_key(self, session_id: uuid.UUID, token_id: str) -> str:
+        """Present while one access token of the family is revoked (RFC 7009)."""
+        return f"{self._prefix}rl:{{{session_id}}}:jti:{token_id}"
+
+    async def _run(
+        self, bucket: str, *, per_minute: int, burst: int, token_key: str | None = None
+    ) -> Decision | None:
         interval = WINDOW_SECONDS * 1000 / per_minute
+        keys = self._bucket_keys(bucket) + ([token_key] if token_key else [])
         try:
             # redis-py's Script calls EVALSHA and reloads the script on NOSCRIPT.
-            reply = await self._script(keys=self._bucket_keys(bucket), args=[interval, burst])
+            reply = await self._script(keys=keys, args=[interval, burst])
         except (RedisError, OSError, TimeoutError) as exc:
             self._mark_down(exc)
             return None
@@ -172,10 +194,17 @@ class RateLimiter:
             )
 
     async def check_session(
-        self, session_id: uuid.UUID, *, per_minute: int, burst: int
+        self, session_id: uuid.UUID, *, token_id: str, per_minute: int, burst: int
     ) -> Decision:
-        """Count one request against the token family and report its revocation state."""
-        return await self.check_key(str(session_id), per_minute=per_minute, burst=burst)
+        """Count one request against the token family and report its revocation state: the
+        family's, or this one access token's, in the same single round trip."""
+        decision = await self._run(
+            str(session_id),
+            per_minute=per_minute,
+            burst=burst,
+            token_key=self._token_key(session_id, token_id),
+        )
+        return decision if decision is not None else self._unavailable()
 
     async def check_key(
         self, bucket: str, *, per_minute: int, burst: int | None = None
@@ -183,8 +212,9 @@ class RateLimiter:
         """Count one attempt against a bucket (a token family, a client IP, a login name).
         With Redis away: let it through (fail open) or refuse with 503 (fail closed)."""
         decision = await self._run(bucket, per_minute=per_minute, burst=burst or per_minute)
-        if decision is not None:
-            return decision
+        return decision if decision is not None else self._unavailable()
+
+    def _unavailable(self) -> Decision:
         if not self._fail_open:
             raise ServiceDegraded()
         return UNLIMITED_FAIL_OPEN
@@ -200,21 +230,32 @@ class RateLimiter:
         except (RedisError, OSError, TimeoutError) as exc:
             self._mark_down(exc)
 
-    async def revoke(self, session_ids: list[uuid.UUID]) -> None:
-        """Mark families revoked, pipelined into one round trip however many there are."""
-        if not session_ids:
+    async def revoke(
+        self, session_ids: list[uuid.UUID], tokens: Sequence[RevokedToken] = ()
+    ) -> None:
+        """Mark families, and single access tokens, revoked: one pipelined round trip however
+        many there are. A token's mark lives as long as the token would have."""
+        if not session_ids and not tokens:
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for session_id in session_ids:
                     key = self._bucket_keys(str(session_id))[1]
                     pipe.set(key, Revocation.REVOKED.value, ex=self._revocation_ttl)
+                for token in tokens:
+                    key = self._token_key(token.session_id, token.token_id)
+                    pipe.set(key, Revocation.REVOKED.value, ex=max(token.ttl_seconds, 1))
                 await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             self._mark_down(exc)
             self._reseed_from_now()
 
-    async def revoke_on_commit(self, session: AsyncSession, session_ids: list[uuid.UUID]) -> None:
+    async def revoke_on_commit(
+        self,
+        session: AsyncSession,
+        session_ids: list[uuid.UUID],
+        tokens: Sequence[RevokedToken] = (),
+    ) -> None:
         """Mark families revoked now, so the revocation bites at once, and again just after
         the transaction that records it commits. Between the two, a request that asked
         PostgreSQL before that commit may have cached "ok" (after a FLUSHALL, or because the
@@ -222,9 +263,9 @@ class RateLimiter:
         write fails too, the re-seed stays pending until PostgreSQL has been read after it,
         and so after the commit. If the transaction rolls back instead, the first write is
         taken back (the state is forgotten, so the next request asks PostgreSQL)."""
-        if not session_ids:
+        if not session_ids and not tokens:
             return
-        await self.revoke(session_ids)
+        await self.revoke(session_ids, tokens)
         loop = asyncio.get_running_loop()
         settled = False
 
@@ -234,14 +275,14 @@ class RateLimiter:
             if settled or ended.in_nested_transaction():
                 return
             settled = True
-            self._in_background(loop, self.revoke(session_ids))
+            self._in_background(loop, self.revoke(session_ids, tokens))
 
         def after_rollback(ended: Session) -> None:
             nonlocal settled
             if settled or ended.in_nested_transaction():
                 return
             settled = True
-            self._in_background(loop, self._forget(session_ids))
+            self._in_background(loop, self._forget(session_ids, tokens))
 
         event.listen(session.sync_session, "after_commit", after_commit)
         event.listen(session.sync_session, "after_rollback", after_rollback)
@@ -253,9 +294,12 @@ class RateLimiter:
         self._after_commit_writes.add(task)
         task.add_done_callback(self._after_commit_writes.discard)
 
-    async def _forget(self, session_ids: list[uuid.UUID]) -> None:
+    async def _forget(self, session_ids: list[uuid.UUID], tokens: Sequence[RevokedToken]) -> None:
+        keys = [self._bucket_keys(str(s))[1] for s in session_ids] + [
+            self._token_key(t.session_id, t.token_id) for t in tokens
+        ]
         try:
-            await self._redis.delete(*(self._bucket_keys(str(s))[1] for s in session_ids))
+            await self._redis.delete(*keys)
         except (RedisError, OSError, TimeoutError) as exc:
             self._mark_down(exc)
 

@@ -121,6 +121,18 @@ class ApiClient(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class RevokedAccessToken(Base):
+    """One access token revoked on its own (RFC 7009), kept until it would have expired."""
+
+    __tablename__ = "revoked_access_token"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class SigningKey(Base):
     """An ES256 key pair. Not tenant-owned: one key set signs for the whole deployment."""
 

@@ -6,10 +6,18 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import case, func, select, text, tuple_, update
+from sqlalchemy import case, delete, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.auth.models import ApiClient, RefreshToken, SigningKey, TokenFamily, User
+from stockyard.auth.models import (
+    ApiClient,
+    RefreshToken,
+    RevokedAccessToken,
+    SigningKey,
+    TokenFamily,
+    User,
+)
 from stockyard.auth.tokens import AccessClaims
 
 
@@ -30,6 +38,44 @@ async def is_session_revoked(session: AsyncSession, claims: AccessClaims) -> boo
         )
     row = revoked_at.first()
     return row is None or row[0] is not None
+
+
+async def is_access_token_revoked(session: AsyncSession, claims: AccessClaims) -> bool:
+    """Whether this one access token was revoked on its own (RFC 7009)."""
+    found = await session.scalar(
+        select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == claims.token_id)
+    )
+    return found is not None
+
+
+async def revoke_access_token(
+    session: AsyncSession, *, claims: AccessClaims, expires_at: datetime
+) -> None:
+    """Record one access token as revoked (idempotent), and forget the ones past expiry."""
+    await session.execute(
+        pg_insert(RevokedAccessToken)
+        .values(
+            tenant_id=claims.tenant_id,
+            jti=claims.token_id,
+            session_id=claims.session_id,
+            expires_at=expires_at,
+        )
+        .on_conflict_do_nothing()
+    )
+    await session.execute(
+        delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < func.now())
+    )
+
+
+async def revoked_access_tokens_since(
+    session: AsyncSession, since: datetime
+) -> list[tuple[uuid.UUID, str, datetime]]:
+    """Across all tenants, through the SECURITY DEFINER look-up: still-live revoked tokens."""
+    rows = await session.execute(
+        text("SELECT session_id, jti, expires_at FROM stockyard_revoked_access_tokens_since(:s)"),
+        {"s": since},
+    )
+    return [(row.session_id, row.jti, row.expires_at) for row in rows]
 
 
 async def revoked_sessions_since(session: AsyncSession, since: datetime) -> list[uuid.UUID]:

@@ -20,17 +20,21 @@ from stockyard.audit.models import PLATFORM_TENANT_ID, AuditEvent
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.exceptions import InvalidClient, InvalidGrant, InvalidScope, RefreshTokenReused
 from stockyard.auth.guard import limit_login, login_account
+from stockyard.auth.limiter import revoked_token_of
 from stockyard.auth.models import RefreshToken, TokenFamily, User
 from stockyard.auth.passwords import verify_password
 from stockyard.auth.scopes import CLIENT_ROLE, ROLE_SCOPES, STAFF_ROLE, STAFF_SCOPES, Role
 from stockyard.auth.tokens import (
     FIRST_PARTY_CLIENT_ID,
+    LEEWAY_SECONDS,
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
     tenant_of_refresh_token,
+    verify_access_token,
 )
 from stockyard.core import metrics
+from stockyard.core.errors import InvalidToken
 from stockyard.core.ids import new_id
 from stockyard.core.sealing import sealer
 from stockyard.tenants import repository as tenant_repository
@@ -361,8 +365,13 @@ async def client_credentials_grant(
     )
 
 
-async def revoke_refresh_token(session: AsyncSession, services: Services, *, token: str) -> None:
-    """RFC 7009: revoke the family of a refresh token; unknown tokens are silently ignored."""
+async def revoke_token(session: AsyncSession, services: Services, *, token: str) -> None:
+    """RFC 7009: revoke what was presented. A refresh token ends its whole family; an access
+    token ends itself (until it would have expired), its session living on. Unknown, invalid
+    or expired tokens are silently ignored: there is nothing left to revoke."""
+    if token.count(".") == 2:  # a JWT: an access token (refresh tokens have one dot)
+        await _revoke_access_token(session, services, token=token)
+        return
     tenant_id = tenant_of_refresh_token(token)
     if tenant_id is None:
         return
@@ -374,6 +383,25 @@ async def revoke_refresh_token(session: AsyncSession, services: Services, *, tok
         session, family_ids=[presented.family_id], reason="revoked_by_client"
     )
     await services.limiter.revoke_on_commit(session, revoked)
+
+
+async def _revoke_access_token(session: AsyncSession, services: Services, *, token: str) -> None:
+    settings = services.settings
+    try:
+        claims = await verify_access_token(
+            services.keyring, token, issuer=settings.issuer, audience=settings.jwt_audience
+        )
+    except InvalidToken:
+        return
+    if claims.is_staff:
+        return  # no tenant to record it in; staff tokens live minutes and end with the account
+    await tenant_repository.set_current_tenant(session, claims.tenant_id)
+    # Verification allows LEEWAY_SECONDS past `exp`: the revocation must outlive that too.
+    usable_until = claims.expires_at + LEEWAY_SECONDS
+    await auth_repository.revoke_access_token(
+        session, claims=claims, expires_at=datetime.fromtimestamp(usable_until, UTC)
+    )
+    await services.limiter.revoke_on_commit(session, [], [revoked_token_of(claims)])
 
 
 async def revoke_user_sessions(

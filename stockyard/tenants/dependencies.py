@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stockyard.api.services import Services, ServicesDep
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.guard import Authenticated, authenticate
-from stockyard.auth.limiter import Revocation
+from stockyard.auth.limiter import Revocation, revoked_token_of
 from stockyard.core.errors import AppError, Forbidden, InvalidToken
 from stockyard.tenants import repository as tenant_repository
 
@@ -53,13 +53,21 @@ async def get_tenant_session(
     async with request_transaction(services) as session:
         tenant_repository.scope_to_tenant(session, claims.tenant_id)
         if auth.revocation is Revocation.UNKNOWN:
-            revoked = await auth_repository.is_session_revoked(session, claims)
+            # Redis had nothing on this session: PostgreSQL decides, and Redis learns it.
+            family_revoked = await auth_repository.is_session_revoked(session, claims)
+            token_revoked = not family_revoked and (
+                await auth_repository.is_access_token_revoked(session, claims)
+            )
             if services.settings.rate_limit_enabled:
                 await services.limiter.remember(
-                    claims.session_id, Revocation.REVOKED if revoked else Revocation.LIVE
+                    claims.session_id, Revocation.REVOKED if family_revoked else Revocation.LIVE
                 )
-            if revoked:
+                if token_revoked:
+                    await services.limiter.revoke([], [revoked_token_of(claims)])
+            if family_revoked:
                 raise InvalidToken("The session has been revoked.")
+            if token_revoked:
+                raise InvalidToken("The access token has been revoked.")
             # Give the connection back until the route needs one: a route that first does
             # slow CPU work (hashing a password) must not hold it. Its own work begins a
             # fresh transaction, scoped to the tenant again, at its first statement.

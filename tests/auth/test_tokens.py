@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from stockyard.auth.keys import KeyPair
+from tests.crew import add_client, client_token
 from tests.helpers import PASSWORD, Tenant, bearer, password_login, refresh
 
 
@@ -185,6 +187,38 @@ async def test_revoked_family_access_token_is_rejected_even_when_redis_forgot(
     sid = _claims_of(tenant)["sid"]
     await services.redis.delete(f"{services.settings.redis_key_prefix}rl:{{{sid}}}:auth")
     await _assert_rejected(client, tenant.access_token)
+
+
+async def test_revoking_an_access_token_ends_it_and_only_it(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """RFC 7009 for access tokens: the revoked token is refused on its very next request (one
+    Redis round trip, as ever), and still refused when Redis has forgotten everything about
+    its session (PostgreSQL decides); its session lives on, and so do its other tokens."""
+    sibling = (await refresh(client, tenant.refresh_token)).json()
+    revoked = await client.post(
+        "/api/v1/auth/revoke",
+        data={"token": tenant.access_token, "token_type_hint": "access_token"},
+    )
+    assert revoked.status_code == 200
+    await _assert_rejected(client, tenant.access_token)
+    me = await client.get("/api/v1/me", headers=bearer(sibling["access_token"]))
+    assert me.status_code == 200
+    assert (await refresh(client, sibling["refresh_token"])).status_code == 200
+
+    services = app.state.services
+    prefix, sid = services.settings.redis_key_prefix, _claims_of(tenant)["sid"]
+    forgotten = [key async for key in services.redis.scan_iter(f"{prefix}rl:{{{sid}}}*")]
+    assert forgotten and await services.redis.delete(*forgotten)
+    await _assert_rejected(client, tenant.access_token)
+
+    # A client-credentials token too: revoking it leaves the client's other tokens working.
+    owner = dataclasses.replace(tenant, access_token=sibling["access_token"])
+    client_id, secret, one = await add_client(client, owner, ["inventory:read"])
+    other = await client_token(client, client_id, secret)
+    assert (await client.post("/api/v1/auth/revoke", data={"token": one})).status_code == 200
+    await _assert_rejected(client, one)
+    assert (await client.get("/api/v1/stock", headers=bearer(other))).status_code == 200
 
 
 async def test_concurrent_refreshes_of_one_token_exactly_one_succeeds(

@@ -96,6 +96,14 @@ def test_authlib_password_grant_refresh_and_revocation(
         new_refresh = refreshed[0]["refresh_token"]
         assert new_refresh != token["refresh_token"]
 
+        # Revoke the access token alone: refused at once, the session lives on.
+        access = client.token["access_token"]
+        revoked_access = client.revoke_token(
+            f"{live.url}/api/v1/auth/revoke", token=access, token_type_hint="access_token"
+        )
+        assert revoked_access.status_code == 200
+        assert client.get(f"{live.url}/api/v1/me").status_code == 401
+        # Then the refresh token: the whole session ends.
         revoked = client.revoke_token(
             f"{live.url}/api/v1/auth/revoke", token=new_refresh, token_type_hint="refresh_token"
         )
