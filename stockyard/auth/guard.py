@@ -93,7 +93,7 @@ async def limit_by_ip(request: Request, services: ServicesDep) -> None:
     address = client_ip(request, settings.trusted_proxies)
     per_minute = settings.ip_rate_limit_per_minute
     decision = await services.limiter.check_key(
-        f"ip:{address}", per_minute=per_minute, burst=max(1, per_minute // 10)
+        f"ip:{address}", policy="ip", per_minute=per_minute, burst=max(1, per_minute // 10)
     )
     decision.raise_if_limited()
 
@@ -115,11 +115,14 @@ async def limit_login(services: Services, *, account: str, address: str) -> None
     place = hashlib.sha256(address.encode()).hexdigest()[:16]
     per_address = settings.login_rate_limit_per_minute
     decision = await services.limiter.check_key(
-        f"login:{account}:{place}", per_minute=per_address, burst=max(1, per_address // 2)
+        f"login:{account}:{place}",
+        policy="login",
+        per_minute=per_address,
+        burst=max(1, per_address // 2),
     )
     decision.raise_if_limited()
     ceiling = settings.login_account_rate_limit_per_minute
     decision = await services.limiter.check_key(
-        f"login:{account}", per_minute=ceiling, burst=max(1, ceiling // 4)
+        f"login:{account}", policy="account", per_minute=ceiling, burst=max(1, ceiling // 4)
     )
     decision.raise_if_limited()

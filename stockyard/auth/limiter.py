@@ -95,11 +95,25 @@ class Decision:
     reset_seconds: int
     retry_after_seconds: int
     revocation: Revocation
+    policy: str = "token"
+    burst: int = 0
 
     def headers(self) -> dict[str, str]:
+        """RateLimit-Policy / RateLimit (IETF httpapi-ratelimit-headers), as Structured Fields.
+
+        A GCRA bucket enforces two things, so the policy lists both: the sustained rate
+        ("token": q per 60 s) and the burst ("token-burst": q at once, refilled over w
+        seconds). RateLimit reports the burst, the one a client runs into: r requests may be
+        sent now, and t seconds until the bucket is full again, or, when refused, until the
+        next request is allowed (then equal to Retry-After)."""
+        burst_window = max(math.ceil(self.burst * WINDOW_SECONDS / self.limit), 1)
+        seconds = self.reset_seconds if self.allowed else self.retry_after_seconds
         return {
-            "RateLimit-Policy": f'"token";q={self.limit};w={WINDOW_SECONDS}',
-            "RateLimit": f'"token";r={self.remaining};t={self.reset_seconds}',
+            "RateLimit-Policy": (
+                f'"{self.policy}";q={self.limit};w={WINDOW_SECONDS}, '
+                f'"{self.policy}-burst";q={self.burst};w={burst_window}'
+            ),
+            "RateLimit": f'"{self.policy}-burst";r={self.remaining};t={seconds}',
         }
 
     def raise_if_limited(self) -> None:
@@ -144,7 +158,13 @@ class RateLimiter:
         return f"{self._prefix}rl:{{{session_id}}}:jti:{token_id}"
 
     async def _run(
-        self, bucket: str, *, per_minute: int, burst: int, token_key: str | None = None
+        self,
+        bucket: str,
+        *,
+        policy: str,
+        per_minute: int,
+        burst: int,
+        token_key: str | None = None,
     ) -> Decision | None:
         interval = WINDOW_SECONDS * 1000 / per_minute
         keys = self._bucket_keys(bucket) + ([token_key] if token_key else [])
@@ -163,6 +183,8 @@ class RateLimiter:
             reset_seconds=max(math.ceil(int(reset_ms) / 1000), 0),
             retry_after_seconds=max(math.ceil(int(retry_ms) / 1000), 1),
             revocation=Revocation(state.decode() if isinstance(state, bytes) else state),
+            policy=policy,
+            burst=burst,
         )
 
     def _mark_up(self) -> None:
@@ -200,6 +222,7 @@ class RateLimiter:
         family's, or this one access token's, in the same single round trip."""
         decision = await self._run(
             str(session_id),
+            policy="token",
             per_minute=per_minute,
             burst=burst,
             token_key=self._token_key(session_id, token_id),
@@ -207,11 +230,13 @@ class RateLimiter:
         return decision if decision is not None else self._unavailable()
 
     async def check_key(
-        self, bucket: str, *, per_minute: int, burst: int | None = None
+        self, bucket: str, *, policy: str, per_minute: int, burst: int | None = None
     ) -> Decision:
         """Count one attempt against a bucket (a token family, a client IP, a login name).
         With Redis away: let it through (fail open) or refuse with 503 (fail closed)."""
-        decision = await self._run(bucket, per_minute=per_minute, burst=burst or per_minute)
+        decision = await self._run(
+            bucket, policy=policy, per_minute=per_minute, burst=burst or per_minute
+        )
         return decision if decision is not None else self._unavailable()
 
     def _unavailable(self) -> Decision:

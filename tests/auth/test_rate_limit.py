@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import http_sf
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -55,20 +56,36 @@ async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:
     return await client.get("/api/v1/me", headers=bearer(token))
 
 
+def policies(response: httpx.Response) -> dict[str, dict[str, Any]]:
+    """RateLimit-Policy parsed by an RFC 8941 Structured Fields parser: name -> parameters."""
+    parsed = http_sf.parse(response.headers["RateLimit-Policy"].encode(), tltype="list")
+    return {name: dict(parameters) for name, parameters in parsed}
+
+
+def ratelimit(response: httpx.Response) -> tuple[str, dict[str, Any]]:
+    [(name, parameters)] = http_sf.parse(response.headers["RateLimit"].encode(), tltype="list")
+    return name, dict(parameters)
+
+
 async def test_burst_allowed_then_429_with_headers(stack_factory: Any) -> None:
+    """The headers say what the limiter enforces: 60 a minute, 5 at once (refilled over 5 s);
+    r counts down the burst; on the 429, t and Retry-After agree."""
     stack = await stack_factory(rate_limit_per_minute=60, rate_limit_burst=5)
     tenant = await signup(stack.client)
     responses = [await me(stack.client, tenant.access_token) for _ in range(6)]
     assert [r.status_code for r in responses] == [200] * 5 + [429]
     for remaining, response in zip([4, 3, 2, 1, 0], responses, strict=False):
-        assert response.headers["RateLimit-Policy"] == '"token";q=60;w=60'
-        assert response.headers["RateLimit"].startswith(f'"token";r={remaining};t=')
-        assert int(response.headers["RateLimit"].rsplit("t=", 1)[1]) >= 1
+        assert policies(response) == {
+            "token": {"q": 60, "w": 60},
+            "token-burst": {"q": 5, "w": 5},
+        }
+        name, current = ratelimit(response)
+        assert name == "token-burst" and current["r"] == remaining and current["t"] >= 1
     limited = responses[-1]
     assert limited.json()["error"]["code"] == "rate_limited"
     retry_after = int(limited.headers["Retry-After"])
     assert retry_after >= 1
-    assert limited.headers["RateLimit"].startswith('"token";r=0;')
+    assert ratelimit(limited) == ("token-burst", {"r": 0, "t": retry_after})
 
     await asyncio.sleep(retry_after)
     assert (await me(stack.client, tenant.access_token)).status_code == 200
@@ -99,7 +116,7 @@ async def test_tenant_override_applies(stack_factory: Any, owner_db: Any) -> Non
     )
     stack.app.state.services.tenant_limits.forget(tenant.id)
     first = await me(stack.client, tenant.access_token)
-    assert first.headers["RateLimit-Policy"] == '"token";q=6;w=60'
+    assert policies(first)["token"] == {"q": 6, "w": 60}
     assert (await me(stack.client, tenant.access_token)).status_code == 429
 
 
@@ -240,8 +257,19 @@ async def test_set_limit_command_overrides_the_tenant(
     assert code == 0, output
     stack.app.state.services.tenant_limits.forget(tenant.id)
     first = await me(stack.client, tenant.access_token)
-    assert first.headers["RateLimit-Policy"] == '"token";q=6;w=60'
+    assert policies(first) == {"token": {"q": 6, "w": 60}, "token-burst": {"q": 1, "w": 10}}
     assert (await me(stack.client, tenant.access_token)).status_code == 429
+
+
+async def test_each_limiter_names_its_own_policy(stack_factory: Any) -> None:
+    """The per-address guard of the token endpoint says "ip", not "token"."""
+    stack = await stack_factory(ip_rate_limit_per_minute=20)
+    form = {"grant_type": "refresh_token", "refresh_token": "x"}
+    responses = [await stack.client.post("/api/v1/auth/token", data=form) for _ in range(3)]
+    limited = responses[-1]
+    assert limited.status_code == 429
+    assert policies(limited) == {"ip": {"q": 20, "w": 60}, "ip-burst": {"q": 2, "w": 6}}
+    assert ratelimit(limited)[1]["t"] == int(limited.headers["Retry-After"])
 
 
 async def _sign_in_from(
