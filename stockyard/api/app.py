@@ -16,6 +16,7 @@ from starlette.middleware.body_limit import (
 )
 
 from stockyard import __version__
+from stockyard.api.document import install_document, operation_id
 from stockyard.api.errors import install_error_handlers
 from stockyard.api.health import router as health_router
 from stockyard.api.metrics import router as metrics_router
@@ -175,7 +176,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Multi-tenant inventory API.",
         lifespan=lifespan,
         dependencies=[Depends(refuse_declared_oversized_body)],
+        generate_unique_id_function=operation_id,
     )
+    install_document(app)
     install_error_handlers(app)
     # Starlette's own body limit: decided from Content-Length before the body is read and
     # enforced while it streams in; routes that need more (bulk ingest) raise it with their

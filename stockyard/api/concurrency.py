@@ -6,26 +6,27 @@ from typing import Annotated
 
 from fastapi import Header
 
-from stockyard.core.errors import PreconditionFailed, PreconditionRequired
+from stockyard.core.errors import PreconditionFailed
 
+# Required: a write without it answers 428 precondition_required (the validation handler
+# turns FastAPI's "missing header" into that), so the document says so too.
 IfMatch = Annotated[
-    str | None,
+    str,
     Header(
         alias="If-Match",
         max_length=64,
         description='The ETag of the version being changed, e.g. "3".',
     ),
 ]
+IF_MATCH_HEADER = "if-match"
 
 
 def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def expected_version(if_match: str | None) -> int:
-    """The version an If-Match header names; 428 without one, 412 when it can't match."""
-    if if_match is None:
-        raise PreconditionRequired()
+def expected_version(if_match: str) -> int:
+    """The version an If-Match header names; 412 when it can't match any."""
     value = if_match.strip()
     if value.startswith("W/"):
         value = value[2:]

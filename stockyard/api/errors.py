@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import asyncpg
@@ -13,11 +14,17 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stockyard.api.concurrency import IF_MATCH_HEADER
 from stockyard.audit import service as audit_service
 from stockyard.auth.endpoints import NO_STORE, OAUTH_ENDPOINTS
 from stockyard.auth.exceptions import OAuthError
 from stockyard.auth.tokens import AccessClaims
-from stockyard.core.errors import AppError, DatabaseUnavailable, ErrorDetails
+from stockyard.core.errors import (
+    AppError,
+    DatabaseUnavailable,
+    ErrorDetails,
+    PreconditionRequired,
+)
 
 log = structlog.get_logger()
 
@@ -122,6 +129,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
         for error in exc.errors()
     ]
+    if details and all(
+        d["type"] == "missing"
+        and len(d["loc"]) == 2
+        and d["loc"][0] == "header"
+        and str(d["loc"][1]).lower() == IF_MATCH_HEADER
+        for d in details
+    ):
+        error = PreconditionRequired()
+        return envelope_response(
+            status=error.status_code,
+            code=error.code,
+            message=error.message,
+            request_id=_request_id(request),
+        )
     if _is_oauth_endpoint(request):
         fields = sorted({str(d["loc"][-1]) for d in details if d["loc"]})
         return oauth_error_response(
@@ -143,6 +164,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; every method the path
+        # takes is allowed (RFC 9110 section 15.5.6).
+        headers["Allow"] = ", ".join(_methods_of(request))
     if exc.status_code == 400 and _is_oauth_endpoint(request):
         return oauth_error_response(
             status=400,
@@ -155,7 +181,27 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         code=code,
         message=message,
         request_id=_request_id(request),
-        headers=exc.headers,
+        headers=headers,
+    )
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method the OpenAPI document lists for paths matching the request's path."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "methods_by_path", None
+    )
+    if table is None:
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$"),
+                sorted(method.upper() for method in operations),
+            )
+            for path, operations in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.methods_by_path = table
+    path = request.url.path
+    return sorted(
+        {method for pattern, methods in table if pattern.match(path) for method in methods}
     )
 
 

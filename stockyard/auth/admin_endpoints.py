@@ -78,6 +78,7 @@ async def create_user(
 ) -> UserRead:
     user = await user_service.create_user(session, principal, body=body)
     response.headers["ETag"] = etag(user.version)
+    response.headers["Location"] = f"/api/v1/users/{user.id}"
     return UserRead.model_validate(user)
 
 
@@ -103,7 +104,7 @@ async def update_user(
     principal: UsersAdmin,
     services: ServicesDep,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatch,
 ) -> UserRead:
     user = await user_service.update_user(
         session,

@@ -28,6 +28,7 @@ from stockyard.auth.schemas import (
     MeTenant,
     MeUser,
     OAuthErrorResponse,
+    RevocationResult,
     TokenResponse,
 )
 from stockyard.auth.scopes import Role, Scope
@@ -184,6 +185,7 @@ async def issue_token(
     "/auth/revoke",
     dependencies=[Depends(limit_by_ip)],
     summary="Revoke a refresh token (its whole session) or one access token (RFC 7009)",
+    response_model=RevocationResult,
     max_body_size=TOKEN_FORM_BODY_BYTES,
     form_limits={"max_files": 0, "max_fields": 16, "max_part_size": 8192},
     responses=OAUTH_RESPONSES,
@@ -194,13 +196,13 @@ async def revoke_token(
     services: ServicesDep,
     token: FormField = None,
     token_type_hint: FormField = None,
-) -> dict[str, str]:
+) -> RevocationResult:
     await _refuse_repeated_parameters(request)
     del token_type_hint  # RFC 7009: a hint only; the token's shape says what it is
     if not token:
         raise InvalidRequest("Missing form field: token.", details={"missing": ["token"]})
     await auth_service.revoke_token(session, services, token=token)
-    return {"status": "ok"}
+    return RevocationResult()
 
 
 @router.get(

@@ -14,15 +14,32 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
 
 from stockyard.api.services import Services, ServicesDep
 from stockyard.auth.limiter import Revocation
+from stockyard.auth.scopes import Scope
 from stockyard.auth.tokens import AccessClaims, verify_access_token
 from stockyard.core.errors import InvalidToken, Unauthorized
 
 # auto_error=False: a missing header becomes our 401 envelope, not FastAPI's bare 403.
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/token.")
+# The same bearer token, described as the OAuth 2.0 flows that issue it, so the document
+# (and /docs, which can sign in with it) names the token endpoint. Never read: _bearer is.
+_oauth2 = OAuth2(
+    flows=OAuthFlows(
+        password=OAuthFlowPassword(
+            tokenUrl="/api/v1/auth/token", scopes={scope.value: scope.name for scope in Scope}
+        ),
+        clientCredentials=OAuthFlowClientCredentials(
+            tokenUrl="/api/v1/auth/token", scopes={scope.value: scope.name for scope in Scope}
+        ),
+    ),
+    auto_error=False,
+    description="Password grant (username = email, plus a `tenant` form field) or client "
+    "credentials; send the access token as a bearer token.",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +53,7 @@ async def authenticate(
     request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _documented: Annotated[str | None, Depends(_oauth2)],
 ) -> Authenticated:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer access token is required.")

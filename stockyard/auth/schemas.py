@@ -41,6 +41,10 @@ class AuthorizationServerMetadata(BaseModel):
     response_types_supported: list[str]
 
 
+class RevocationResult(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
 class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret

@@ -32,6 +32,7 @@ class IdempotentPost:
         operation: Callable[[], Awaitable[BaseModel]],
         *,
         status_code: int = 201,
+        item_path: str | None = None,
     ) -> JSONResponse:
         return await respond_once(
             self.session,
@@ -42,6 +43,7 @@ class IdempotentPost:
             status_code=status_code,
             ttl=self.ttl,
             operation=operation,
+            item_path=item_path,
         )
 
 

@@ -55,10 +55,15 @@ async def respond_once(
     status_code: int,
     ttl: int,
     operation: Callable[[], Awaitable[BaseModel]],
+    item_path: str | None = None,
 ) -> JSONResponse:
-    """Run `operation` once per key; replays get the stored status and body."""
+    """Run `operation` once per key; replays get the stored status and body (and the same
+    ETag and Location, derived from it)."""
     if key is None:
-        return JSONResponse(jsonable_encoder(await operation()), status_code=status_code)
+        payload = jsonable_encoder(await operation())
+        return JSONResponse(
+            payload, status_code=status_code, headers=_resource_headers(payload, item_path)
+        )
     request_hash = _fingerprint(route, body)
     claimed = await idempotency_repository.claim(
         session, tenant_id=principal.tenant_id, key=key, request_hash=request_hash, ttl=ttl
@@ -70,10 +75,28 @@ async def respond_once(
         return JSONResponse(
             stored.response_body,
             status_code=stored.status_code,
-            headers={"Idempotent-Replayed": "true"},
+            headers={
+                "Idempotent-Replayed": "true",
+                **_resource_headers(stored.response_body, item_path),
+            },
         )
     payload = jsonable_encoder(await operation())
     await idempotency_repository.store_response(
         session, key=key, status_code=status_code, body=payload
     )
-    return JSONResponse(payload, status_code=status_code)
+    return JSONResponse(
+        payload, status_code=status_code, headers=_resource_headers(payload, item_path)
+    )
+
+
+def _resource_headers(payload: object, item_path: str | None) -> dict[str, str]:
+    """A created, versioned resource names its version (ETag, for a later If-Match) and,
+    where it can be fetched on its own, its URL (Location)."""
+    if not isinstance(payload, dict):
+        return {}
+    headers = {}
+    if isinstance(payload.get("version"), int):
+        headers["ETag"] = f'"{payload["version"]}"'
+    if item_path is not None and "id" in payload:
+        headers["Location"] = item_path.format(id=payload["id"])
+    return headers

@@ -46,7 +46,7 @@ async def create_product(
         product = await catalog_service.create_product(session, principal, body=body)
         return ProductRead.model_validate(product)
 
-    return await once.respond(body, create)
+    return await once.respond(body, create, item_path="/api/v1/products/{id}")
 
 
 @router.get("/products", response_model=ProductPage, responses=READ)
@@ -86,7 +86,7 @@ async def update_product(
     session: TenantSession,
     principal: InventoryWriter,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatch,
 ) -> ProductRead:
     product = await catalog_service.update_product(
         session, principal, product_id=product_id, version=expected_version(if_match), body=body
@@ -113,7 +113,7 @@ async def create_location(
         location = await catalog_service.create_location(session, principal, body=body)
         return LocationRead.model_validate(location)
 
-    return await once.respond(body, create)
+    return await once.respond(body, create, item_path="/api/v1/locations/{id}")
 
 
 @router.get("/locations", response_model=LocationPage, responses=READ)
@@ -155,7 +155,7 @@ async def update_location(
     session: TenantSession,
     principal: InventoryWriter,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatch,
 ) -> LocationRead:
     location = await catalog_service.update_location(
         session, principal, location_id=location_id, version=expected_version(if_match), body=body

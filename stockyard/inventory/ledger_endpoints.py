@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -31,12 +31,14 @@ from stockyard.inventory.schemas import (
     BulkMovements,
     BulkResult,
     MovementCreate,
+    MovementKind,
     MovementPage,
     MovementResult,
     ReservationCreate,
     ReservationPage,
     ReservationRead,
     ReservationResult,
+    ReservationStatus,
     StockPage,
     TransferCreate,
     TransferRead,
@@ -46,9 +48,6 @@ router = APIRouter(prefix="/api/v1", tags=["ledger"])
 
 WRITE = error_responses(*AUTHENTICATED, 404, 409)
 READ = error_responses(*AUTHENTICATED)
-MovementKind = Literal[
-    "receipt", "issue", "adjustment", "transfer_out", "transfer_in", "reservation_commit"
-]
 
 
 @router.post("/movements", status_code=201, response_model=MovementResult, responses=WRITE)
@@ -169,7 +168,7 @@ async def create_reservation(
 async def list_reservations(
     session: TenantSession,
     principal: InventoryReader,
-    status: Annotated[Literal["active", "committed", "released", "expired"] | None, Query()] = None,
+    status: Annotated[ReservationStatus | None, Query()] = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> ReservationPage:

@@ -19,6 +19,11 @@ Sku = Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")
 Code = Field(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")
 Text = Field(default=None, max_length=2000)
 
+MovementKind = Literal[
+    "receipt", "issue", "adjustment", "transfer_out", "transfer_in", "reservation_commit"
+]
+ReservationStatus = Literal["active", "committed", "released", "expired"]
+
 
 class ProductCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -123,7 +128,7 @@ class MovementRead(BaseModel):
     product_id: uuid.UUID
     location_id: uuid.UUID
     delta: int
-    kind: str
+    kind: MovementKind
     reason: str | None
     reference: str | None
     occurred_at: datetime
@@ -201,7 +206,7 @@ class ReservationRead(BaseModel):
     sku: str
     location: str
     quantity: int
-    status: Literal["active", "committed", "released", "expired"]
+    status: ReservationStatus
     expires_at: datetime
     reference: str | None
     created_at: datetime

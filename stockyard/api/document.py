@@ -1,0 +1,97 @@
+"""The OpenAPI document as clients generated from it need it: short stable operation ids, the
+sign-in flows as a security scheme, and the headers responses really carry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+# Response headers every operation, or every authenticated one, may send.
+_REQUEST_ID = {
+    "description": "The request's id: quote it to support; also in every error body.",
+    "schema": {"type": "string"},
+}
+_RATE_LIMIT = {
+    "RateLimit-Policy": {
+        "description": "The limits this token is under (RFC 8941 List), e.g. "
+        '`"token";q=600;w=60, "token-burst";q=60;w=6`.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'What is left of the burst, e.g. `"token-burst";r=59;t=1`.',
+        "schema": {"type": "string"},
+    },
+}
+_RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+_ETAG = {"description": 'The version, for If-Match: e.g. `"3"`.', "schema": {"type": "string"}}
+_LOCATION = {"description": "Where the created resource lives.", "schema": {"type": "string"}}
+_REPLAYED = {
+    "description": "`true` when this is the stored answer to an earlier request with the same "
+    "Idempotency-Key.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """`list_movements` -> `listMovements`: short, stable, and unique (route function names
+    are)."""
+    head, *rest = route.name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def install_document(app: FastAPI) -> None:
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            _declare_headers(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
+
+
+def _declare_headers(schema: dict[str, Any]) -> None:
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            authenticated = bool(operation.get("security"))
+            parameters = {p["name"].lower() for p in operation.get("parameters", [])}
+            for status, response in operation.get("responses", {}).items():
+                headers = response.setdefault("headers", {})
+                headers["X-Request-ID"] = _REQUEST_ID
+                if authenticated:
+                    headers.update(_RATE_LIMIT)
+                if status in {"429", "503"}:
+                    headers["Retry-After"] = _RETRY_AFTER
+                if not status.startswith("2"):
+                    continue
+                if "version" in _response_properties(schema, response):
+                    headers["ETag"] = _ETAG
+                properties = _response_properties(schema, response)
+                if status == "201" and "id" in properties and _has_item_route(schema, path):
+                    headers["Location"] = _LOCATION
+                if "idempotency-key" in parameters and method == "post":
+                    headers["Idempotent-Replayed"] = _REPLAYED
+
+
+def _response_properties(schema: dict[str, Any], response: dict[str, Any]) -> set[str]:
+    content = response.get("content", {}).get("application/json", {}).get("schema", {})
+    reference = content.get("$ref", "")
+    if not reference:
+        return set()
+    component = schema["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+    return set(component.get("properties", {}))
+
+
+def _has_item_route(schema: dict[str, Any], path: str) -> bool:
+    return any(
+        other.startswith(path + "/{") and other.count("/") == path.count("/") + 1
+        for other in schema.get("paths", {})
+    )
