@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, TypeVar
@@ -91,7 +93,7 @@ def serve(
     # that was installed before it started. The default one would end the process on the
     # spot and skip the embedded services' shutdown below; this one unwinds like Ctrl-C.
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    with _runtime() as runtime:
+    with _runtime() as runtime, _shared_metrics_dir(workers):
         settings = runtime.settings
         if settings.should_migrate_on_start:
             migrate(settings)
@@ -110,6 +112,23 @@ def serve(
             h11_max_incomplete_event_size=settings.max_header_bytes,
             timeout_keep_alive=settings.keep_alive_seconds,
         )
+
+
+@contextmanager
+def _shared_metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, give them one fresh directory to keep their metrics in (so any
+    worker's /metrics shows the whole server), removed when the server stops."""
+    from stockyard.core.metrics import MULTIPROCESS_DIR_VARIABLE
+
+    if workers == 1 or os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="stockyard-metrics-") as directory:
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIR_VARIABLE]
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

@@ -27,4 +27,4 @@ async def read_metrics(
         if authorization is None or not hmac.compare_digest(authorization, expected):
             raise Unauthorized("A metrics token is required.")
     metrics.DB_POOL_IN_USE.set(services.engine.pool.checkedout())  # type: ignore[attr-defined]
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(metrics.exposition_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -26,10 +26,16 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = structlog.get_logger("stockyard.access")
 
 
+# Served by FastAPI itself, outside the routers: named by their path, not "<unmatched>".
+_FRAMEWORK_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "<unmatched>"
+    if isinstance(path, str):
+        return path
+    return scope["path"] if scope["path"] in _FRAMEWORK_PATHS else "<unmatched>"
 
 
 def _is_plain_413(message: Message) -> bool:

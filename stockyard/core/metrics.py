@@ -1,10 +1,30 @@
-"""Prometheus metrics. Labels are bounded: route templates and status codes, never ids."""
+"""Prometheus metrics. Labels are bounded: route templates and status codes, never ids.
+
+With several worker processes (`stockyard serve --workers N`), the serve command sets
+PROMETHEUS_MULTIPROC_DIR before the workers start: each worker's values then live in files
+there, and a scrape of any worker reads them all, so /metrics shows totals for the whole
+server rather than one worker's counts (which Prometheus would read as resets).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+def exposition_registry() -> CollectorRegistry:
+    """What a scrape reads: this process's metrics, or every worker's when they share files."""
+    if not os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        return REGISTRY
+    shared = CollectorRegistry()
+    multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+    return shared
+
 
 REQUESTS = Counter(
     "stockyard_http_requests",
@@ -29,6 +49,7 @@ REFRESH_REUSE = Counter(
 )
 DB_POOL_IN_USE = Gauge(
     "stockyard_db_pool_connections_in_use",
-    "Database connections checked out of this worker's pool.",
+    "Database connections checked out of the workers' pools.",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )

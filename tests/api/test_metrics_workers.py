@@ -1,0 +1,82 @@
+"""`stockyard serve --workers 2`: every scrape of /metrics shows the whole server's totals,
+whichever worker answers it, parsed by prometheus-client's own parser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from stockyard.core.settings import Settings
+from tests.auth.test_keys import cli_env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _count(text: str, route: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "stockyard_http_requests":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels.get("route") == route:
+                total += sample.value
+    return total
+
+
+async def test_scrapes_show_totals_for_all_workers(settings: Settings, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        **cli_env(settings),
+        "STOCKYARD_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "STOCKYARD_MIGRATE_ON_START": "false",
+        # Where serve creates the workers' shared metrics directory: checked empty after.
+        "TMPDIR": str(tmp_path),
+    }
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "stockyard.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        env=env,
+        cwd=tmp_path,
+    )
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, limits=fresh
+        ) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            for _ in range(30):
+                assert (await client.get("/livez")).status_code == 200
+            assert (await client.get("/openapi.json")).status_code == 200
+            scrapes = [(await client.get("/metrics")).text for _ in range(8)]
+        counts = [_count(text, "/livez") for text in scrapes]
+        # Every scrape, from either worker, sees all 30: totals, never one worker's share.
+        assert all(count >= 30 for count in counts), counts
+        assert counts == sorted(counts)
+        assert all(_count(text, "/openapi.json") >= 1 for text in scrapes)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(server.wait(), 30) == 0
+    assert not list(tmp_path.glob("stockyard-metrics-*"))  # noqa: ASYNC240 - after the run
