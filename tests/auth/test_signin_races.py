@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 
+from tests.crew import add_client
 from tests.helpers import PASSWORD, Tenant, bearer, password_login, refresh
 
 # The change starts this many seconds after the sign-in (negative: before it). Password
@@ -115,3 +116,34 @@ async def test_sign_in_racing_a_role_change(
         assert claims["role"] == "viewer"
         me = await client.get("/api/v1/me", headers=bearer(signed_in.json()["access_token"]))
         assert me.status_code == 200
+
+
+@pytest.mark.parametrize("offset", OFFSETS)
+async def test_client_credentials_racing_the_clients_deletion(
+    client: httpx.AsyncClient, tenant: Tenant, offset: float
+) -> None:
+    """A token issued to an API client around the moment it is deleted never outlives the
+    deletion: its tokens carry the client as their session, which the deletion revokes."""
+    client_id, secret, _ = await add_client(client, tenant, ["inventory:read"])
+
+    async def grant() -> httpx.Response:
+        await asyncio.sleep(max(-offset, 0))
+        return await client.post(
+            "/api/v1/auth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        )
+
+    async def delete() -> httpx.Response:
+        await asyncio.sleep(max(offset, 0))
+        return await client.delete(f"/api/v1/clients/{client_id}", headers=tenant.headers)
+
+    granted, deleted = await asyncio.gather(grant(), delete())
+    assert deleted.status_code == 204, deleted.text
+    assert granted.status_code in (200, 401), granted.text
+    if granted.status_code == 200:
+        stock = await client.get("/api/v1/stock", headers=bearer(granted.json()["access_token"]))
+        assert stock.status_code == 401, stock.text
