@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import sys
 from pathlib import Path
 
 import httpx
@@ -15,12 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stockyard.core.settings import Settings
 from tests.auth.test_keys import cli_env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.serve import free_port, start_serve
 
 
 def _count(text: str, route: str) -> float:
@@ -35,7 +28,7 @@ def _count(text: str, route: str) -> float:
 
 
 async def test_scrapes_show_totals_for_all_workers(settings: Settings, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
         **cli_env(settings),
@@ -44,29 +37,12 @@ async def test_scrapes_show_totals_for_all_workers(settings: Settings, tmp_path:
         # Where serve creates the workers' shared metrics directory: checked empty after.
         "TMPDIR": str(tmp_path),
     }
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "stockyard.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        env=env,
-        cwd=tmp_path,
-    )
+    server = await start_serve(env, port=port, workers=2, cwd=tmp_path)
     fresh = httpx.Limits(max_keepalive_connections=0)
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=30, limits=fresh
         ) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
             for _ in range(30):
                 assert (await client.get("/livez")).status_code == 200
             assert (await client.get("/openapi.json")).status_code == 200

@@ -6,8 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from tests.conftest import make_settings
 from tests.helpers import Tenant, bearer, password_login, signup
 from tests.services import TestServices
 from tests.support.live import LiveServer
+from tests.support.serve import free_port, start_serve
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
@@ -242,7 +241,7 @@ async def test_rotation_across_two_workers_never_rejects_a_fresh_token(
     connection each time) before, during and after a rotation: every fresh token works on
     whichever worker it meets."""
     served = make_settings(services, signing_key_cache_seconds=2.0, jwks_max_age_seconds=1)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         **cli_env(served),
@@ -252,29 +251,12 @@ async def test_rotation_across_two_workers_never_rejects_a_fresh_token(
         "STOCKYARD_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE": "1000000",
         "STOCKYARD_IP_RATE_LIMIT_PER_MINUTE": "1000000",
     }
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "stockyard.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        env=env,
-        cwd=tmp_path,
-    )
+    server = await start_serve(env, port=port, workers=2, cwd=tmp_path)
     fresh_connections = httpx.Limits(max_keepalive_connections=0)
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=30, limits=fresh_connections
         ) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/livez")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
             tenant = await signup(client)
             code, output = await run_cli(served, "keys", "rotate")
             assert code == 0, output
@@ -294,9 +276,3 @@ async def test_rotation_across_two_workers_never_rejects_a_fresh_token(
     finally:
         server.send_signal(signal.SIGTERM)
         await asyncio.wait_for(server.wait(), 30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

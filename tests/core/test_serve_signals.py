@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import sys
 import time
 from pathlib import Path
 
@@ -15,11 +13,7 @@ import httpx
 import psutil
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.serve import free_port, start_serve
 
 
 def _started_from(data_dir: Path) -> list[psutil.Process]:
@@ -35,31 +29,10 @@ def _started_from(data_dir: Path) -> list[psutil.Process]:
 
 
 async def _serve(data_dir: Path, port: int, workers: int) -> asyncio.subprocess.Process:
+    """On the embedded services under `data_dir` (nothing from this environment's config)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKYARD_")}
     env.update(STOCKYARD_DATA_DIR=str(data_dir), STOCKYARD_LOG_LEVEL="WARNING")
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "stockyard.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        env=env,
-        cwd=data_dir.parent,
-    )
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    server.kill()
-    raise AssertionError("stockyard serve did not become healthy")
+    return await start_serve(env, port=port, workers=workers, cwd=data_dir.parent)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +44,7 @@ async def test_a_stop_signal_stops_the_embedded_services_too(
     tmp_path: Path, signum: int, workers: int
 ) -> None:
     data_dir = tmp_path / "data"
-    server = await _serve(data_dir, _free_port(), workers)
+    server = await _serve(data_dir, free_port(), workers)
     try:
         children = psutil.Process(server.pid).children(recursive=True)
         assert _started_from(data_dir), "the embedded services should run under the data dir"
@@ -91,7 +64,7 @@ async def test_a_stop_signal_stops_the_embedded_services_too(
 async def test_oversized_headers_are_refused_and_idle_connections_closed(
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     server = await _serve(tmp_path / "data", port, 1)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.conftest import make_settings, running_app
 from tests.helpers import signup
 from tests.inventory.helpers import Inventory
 from tests.services import TestServices
+from tests.support.serve import free_port
 
 pytestmark = pytest.mark.faults
 
@@ -134,15 +134,9 @@ async def test_postgres_outage_under_load_is_503_then_recovers_losing_nothing(
         database.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_sigterm_lets_in_flight_requests_finish(settings: Settings, tmp_path: Path) -> None:
     assert settings.database_url and settings.redis_url and settings.secret_key
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "STOCKYARD_DATABASE_URL": settings.database_url,
