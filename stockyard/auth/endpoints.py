@@ -116,15 +116,62 @@ async def issue_token(
     response: Response,
     session: UnscopedSession,
     services: ServicesDep,
-    grant_type: FormField = None,
-    username: FormField = None,
-    password: FormField = None,
-    tenant: FormField = None,
-    refresh_token: FormField = None,
-    client_id: FormField = None,
-    client_secret: FormField = None,
-    scope: FormField = None,
+    grant_type: Annotated[
+        str | None,
+        Form(
+            max_length=4096,
+            description="Required: `password`, `refresh_token` or `client_credentials`.",
+        ),
+    ] = None,
+    username: Annotated[
+        str | None, Form(max_length=4096, description="password grant: the email. Required.")
+    ] = None,
+    password: Annotated[
+        str | None, Form(max_length=4096, description="password grant: required.")
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        Form(
+            max_length=4096,
+            description="password grant: the tenant's slug (omit it for platform staff).",
+        ),
+    ] = None,
+    refresh_token: Annotated[
+        str | None, Form(max_length=4096, description="refresh_token grant: required.")
+    ] = None,
+    client_id: Annotated[
+        str | None,
+        Form(
+            max_length=4096,
+            description="client_credentials grant, when not sent as HTTP Basic credentials.",
+        ),
+    ] = None,
+    client_secret: Annotated[
+        str | None,
+        Form(
+            max_length=4096,
+            description="client_credentials grant, when not sent as HTTP Basic credentials.",
+        ),
+    ] = None,
+    scope: Annotated[
+        str | None,
+        Form(
+            max_length=4096,
+            description="Optional, space-separated: a subset of what the account or client "
+            "may have (a refresh may narrow the sign-in's scope, never widen it).",
+        ),
+    ] = None,
 ) -> TokenResponse:
+    """Exchange credentials for tokens (RFC 6749), form-encoded. Each grant needs:
+
+    - `password`: `username` (the email), `password` and `tenant` (the slug; platform staff
+      omit it). Returns an access token and a refresh token.
+    - `refresh_token`: `refresh_token`. The presented token is used up; a new pair comes back.
+    - `client_credentials`: the API client's id and secret, as HTTP Basic credentials
+      (preferred) or `client_id` / `client_secret` fields. Returns an access token only.
+
+    Any grant may ask for `scope`. Errors are RFC 6749 section 5.2 objects.
+    """
     response.headers.update(NO_STORE)
     await _refuse_repeated_parameters(request)
     requested = _requested_scopes(scope)

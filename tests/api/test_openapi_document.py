@@ -81,3 +81,17 @@ async def test_405_lists_every_method_the_path_takes(client: httpx.AsyncClient) 
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET, POST"
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_the_token_form_says_which_grant_needs_which_field(
+    client: httpx.AsyncClient,
+) -> None:
+    document = await _document(client)
+    operation = document["paths"]["/api/v1/auth/token"]["post"]
+    assert "client_credentials" in operation["description"]
+    reference = operation["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    form = document["components"]["schemas"][reference["$ref"].rsplit("/", 1)[-1]]
+    properties = form["properties"]
+    assert "password grant" in properties["username"]["description"]
+    assert "refresh_token grant" in properties["refresh_token"]["description"]
+    assert "client_credentials" in properties["client_secret"]["description"]
