@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, text, tuple_
+from sqlalchemy import Row, TextClause, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.inventory.models import Balance, Location, Movement, Product, Reservation
@@ -41,26 +41,51 @@ def _balance(row: Row[Any] | None) -> BalanceRow | None:
 
 _RETURNING = "RETURNING product_id, location_id, on_hand, reserved, version"
 
-# The balance row is locked (by the `held` CTE) before any of its reservations: a reservation
-# row can only reach the UPDATE joined to the balance row, which LockRows has already locked.
-_EXPIRE_FOR_BALANCE = text(
-    """
-    WITH held AS (
-        SELECT product_id, location_id FROM balance
-        WHERE product_id = :product_id AND location_id = :location_id
-        FOR UPDATE
-    ), expired AS (
-        UPDATE reservation r SET status = 'expired', updated_at = now()
-        FROM held h
-        WHERE r.product_id = h.product_id AND r.location_id = h.location_id
-          AND r.status = 'active' AND r.expires_at <= now()
-        RETURNING r.quantity
+
+def _expiry(held: str) -> TextClause:
+    """Expire the overdue reservations of the balances `held` selects. `held` locks those
+    balance rows FOR UPDATE (in key order when it is several) before any reservation is
+    touched: a reservation row can only reach the UPDATE joined to its balance row, which
+    LockRows has already locked. Each balance then gives back what its reservations held."""
+    return text(
+        f"""
+        WITH held AS ({held}), expired AS (
+            UPDATE reservation r SET status = 'expired', updated_at = now()
+            FROM held h
+            WHERE r.product_id = h.product_id AND r.location_id = h.location_id
+              AND r.status = 'active' AND r.expires_at <= now()
+            RETURNING r.product_id, r.location_id, r.quantity
+        ), totals AS (
+            SELECT product_id, location_id, sum(quantity) AS quantity
+            FROM expired GROUP BY product_id, location_id
+        )
+        UPDATE balance b
+        SET reserved = b.reserved - t.quantity, version = b.version + 1, updated_at = now()
+        FROM totals t
+        WHERE b.product_id = t.product_id AND b.location_id = t.location_id
+        RETURNING b.product_id
+        """
     )
-    UPDATE balance
-    SET reserved = reserved - (SELECT sum(quantity) FROM expired),
-        version = version + 1, updated_at = now()
+
+
+# Lazily, before one balance is touched.
+_EXPIRE_FOR_BALANCE = _expiry(
+    """
+    SELECT product_id, location_id FROM balance
     WHERE product_id = :product_id AND location_id = :location_id
-      AND EXISTS (SELECT 1 FROM expired)
+    FOR UPDATE
+    """
+)
+
+# The periodic sweep: every balance with an overdue reservation, in key order.
+_EXPIRE_ALL = _expiry(
+    """
+    SELECT b.product_id, b.location_id FROM balance b
+    WHERE (b.product_id, b.location_id) IN (
+        SELECT product_id, location_id FROM reservation
+        WHERE status = 'active' AND expires_at <= now())
+    ORDER BY b.product_id, b.location_id
+    FOR UPDATE
     """
 )
 
@@ -321,34 +346,7 @@ async def tenants_with_expired_reservations(session: AsyncSession) -> list[uuid.
 async def expire_all_reservations(session: AsyncSession) -> int:
     """The periodic sweep for one tenant: every expired reservation lets its stock go. The
     balances are locked first, in key order, and only their reservations are expired."""
-    result = await session.execute(
-        text(
-            """
-            WITH held AS (
-                SELECT b.product_id, b.location_id FROM balance b
-                WHERE (b.product_id, b.location_id) IN (
-                    SELECT product_id, location_id FROM reservation
-                    WHERE status = 'active' AND expires_at <= now())
-                ORDER BY b.product_id, b.location_id
-                FOR UPDATE
-            ), expired AS (
-                UPDATE reservation r SET status = 'expired', updated_at = now()
-                FROM held h
-                WHERE r.product_id = h.product_id AND r.location_id = h.location_id
-                  AND r.status = 'active' AND r.expires_at <= now()
-                RETURNING r.product_id, r.location_id, r.quantity
-            ), totals AS (
-                SELECT product_id, location_id, sum(quantity) AS quantity
-                FROM expired GROUP BY product_id, location_id
-            )
-            UPDATE balance b
-            SET reserved = b.reserved - t.quantity, version = b.version + 1, updated_at = now()
-            FROM totals t
-            WHERE b.product_id = t.product_id AND b.location_id = t.location_id
-            RETURNING b.product_id
-            """
-        )
-    )
+    result = await session.execute(_EXPIRE_ALL)
     return len(result.all())
 
 
