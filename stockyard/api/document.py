@@ -3,6 +3,7 @@ sign-in flows as a security scheme, and the headers responses really carry."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -51,11 +52,75 @@ def install_document(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
+            _name_form_bodies(schema)
+            _declare_body_errors(schema)
             _declare_headers(schema)
+            _drop_unused_framework_schemas(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]
+
+
+def _name_form_bodies(schema: dict[str, Any]) -> None:
+    """FastAPI names a form body `Body_<operationId>`; generated clients turn that into
+    `BodyIssueToken`. Name it after the operation instead: `IssueTokenForm`."""
+    components = schema.get("components", {}).get("schemas", {})
+    renamed = {
+        old: old.removeprefix("Body_")[0].upper() + old.removeprefix("Body_")[1:] + "Form"
+        for old in list(components)
+        if old.startswith("Body_")
+    }
+    for old, new in renamed.items():
+        components[new] = components.pop(old)
+        components[new]["title"] = new
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                reference = content.get("schema", {}).get("$ref", "")
+                old = reference.rsplit("/", 1)[-1]
+                if old in renamed:
+                    content["schema"]["$ref"] = f"#/components/schemas/{renamed[old]}"
+
+
+def _declare_body_errors(schema: dict[str, Any]) -> None:
+    """Every operation that reads a body may refuse it before any route code runs: 400 when
+    the bytes cannot be read (not UTF-8), 413 above the size limit. The OAuth endpoints answer
+    bad form fields with their own 400 (RFC 6749 section 5.2), never with a 422."""
+    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if "requestBody" not in operation:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.setdefault(
+                "400",
+                {
+                    "description": "The body could not be read (not UTF-8)",
+                    "content": {"application/json": {"schema": envelope}},
+                },
+            )
+            responses.setdefault(
+                "413",
+                {
+                    "description": "The body is larger than this operation accepts",
+                    "content": {"application/json": {"schema": envelope}},
+                },
+            )
+            bad_request = responses["400"].get("content", {}).get("application/json", {})
+            if bad_request.get("schema", {}).get("$ref", "").endswith("/OAuthErrorResponse"):
+                responses.pop("422", None)
+            operation["responses"] = dict(sorted(responses.items()))
+
+
+def _drop_unused_framework_schemas(schema: dict[str, Any]) -> None:
+    """FastAPI's own 422 shape is listed even when no operation answers with it (ours use
+    the error envelope); generated clients would carry dead types."""
+    components = schema.get("components", {}).get("schemas", {})
+    if "HTTPValidationError" not in json.dumps(schema.get("paths", {})):
+        components.pop("HTTPValidationError", None)
+        if "ValidationError" not in json.dumps(components):
+            components.pop("ValidationError", None)
 
 
 def _declare_headers(schema: dict[str, Any]) -> None:

@@ -29,7 +29,9 @@ from stockyard.core.errors import (
 log = structlog.get_logger()
 
 _HTTP_CODES = {
-    400: "bad_request",
+    # The framework raises 400 only when it cannot read the body at all (bytes that are not
+    # UTF-8, a broken multipart stream); our own bad-input errors are domain errors.
+    400: "malformed_body",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
@@ -145,10 +147,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if _is_oauth_endpoint(request):
         fields = sorted({str(d["loc"][-1]) for d in details if d["loc"]})
+        missing = all(d["type"] == "missing" for d in details)
         return oauth_error_response(
             status=400,
             error="invalid_request",
-            description=f"Malformed form field: {', '.join(fields) or 'body'}.",
+            description=f"{'Missing' if missing else 'Malformed'} form field: "
+            f"{', '.join(fields) or 'body'}.",
             request_id=_request_id(request),
         )
     return envelope_response(
@@ -164,6 +168,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 400:
+        message = "The request body could not be read: send JSON encoded as UTF-8."
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         # Starlette names only the first route that matched the path; every method the path
@@ -173,7 +179,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         return oauth_error_response(
             status=400,
             error="invalid_request",
-            description=message,
+            description="The form body could not be read.",
             request_id=_request_id(request),
         )
     return envelope_response(

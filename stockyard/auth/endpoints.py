@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
@@ -51,10 +52,22 @@ OAUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **error_responses(413, 429, 503),
 }
-FormField = Annotated[str | None, Form(max_length=4096)]
 # The token and revocation endpoints take a few short text fields: a multipart file part is
 # refused before it is spooled anywhere, and the whole form is small.
 TOKEN_FORM_BODY_BYTES = 64 * 1024
+TOKEN_FIELDS = frozenset(
+    {
+        "grant_type",
+        "username",
+        "password",
+        "tenant",
+        "refresh_token",
+        "client_id",
+        "client_secret",
+        "scope",
+    }
+)
+REVOCATION_FIELDS = frozenset({"token", "token_type_hint"})
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -71,10 +84,11 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return client_id, secret
 
 
-async def _refuse_repeated_parameters(request: Request) -> None:
-    """RFC 6749 section 3.2: request parameters must not be included more than once."""
-    names = [name for name, _ in (await request.form()).multi_items()]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+async def _refuse_repeated_parameters(request: Request, known: frozenset[str]) -> None:
+    """RFC 6749 section 3.2: request parameters must not be included more than once. Unknown
+    parameters are ignored, repeated or not (section 3.1)."""
+    counts = Counter(name for name, _ in (await request.form()).multi_items() if name in known)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
     if repeated:
         raise InvalidRequest(
             f"Repeated form field: {', '.join(repeated)}.", details={"repeated": repeated}
@@ -173,7 +187,7 @@ async def issue_token(
     Any grant may ask for `scope`. Errors are RFC 6749 section 5.2 objects.
     """
     response.headers.update(NO_STORE)
-    await _refuse_repeated_parameters(request)
+    await _refuse_repeated_parameters(request, TOKEN_FIELDS)
     requested = _requested_scopes(scope)
     address = client_ip(request, services.settings.trusted_proxies)
     if grant_type == "password" and not tenant:
@@ -241,13 +255,21 @@ async def revoke_token(
     request: Request,
     session: UnscopedSession,
     services: ServicesDep,
-    token: FormField = None,
-    token_type_hint: FormField = None,
+    token: Annotated[
+        str,
+        Form(min_length=1, max_length=4096, description="The refresh or access token to revoke."),
+    ],
+    token_type_hint: Annotated[
+        str | None,
+        Form(
+            max_length=4096,
+            description="Optional, and ignored: `refresh_token` or `access_token`; the token's "
+            "own shape says what it is, and RFC 7009 section 2.1 has unknown hints ignored.",
+        ),
+    ] = None,
 ) -> RevocationResult:
-    await _refuse_repeated_parameters(request)
+    await _refuse_repeated_parameters(request, REVOCATION_FIELDS)
     del token_type_hint  # RFC 7009: a hint only; the token's shape says what it is
-    if not token:
-        raise InvalidRequest("Missing form field: token.", details={"missing": ["token"]})
     await auth_service.revoke_token(session, services, token=token)
     return RevocationResult()
 

@@ -2,27 +2,38 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from stockyard.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from stockyard.auth.scopes import Role
+from stockyard.core.schemas import NO_NUL, JsonBool, RequestBody
+
+
+class OAuthErrorCode(StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    INVALID_CLIENT = "invalid_client"
+    INVALID_GRANT = "invalid_grant"
+    UNAUTHORIZED_CLIENT = "unauthorized_client"
+    UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
+    INVALID_SCOPE = "invalid_scope"
+    UNSUPPORTED_TOKEN_TYPE = "unsupported_token_type"  # noqa: S105 - an error code
+
+
+class ClientScope(StrEnum):
+    """What an API client may be granted: inventory access, never administration."""
+
+    INVENTORY_READ = "inventory:read"
+    INVENTORY_WRITE = "inventory:write"
 
 
 class OAuthErrorResponse(BaseModel):
     """RFC 6749 section 5.2: the error shape OAuth clients parse, on the token and revocation
     endpoints only (everything else answers the project's error envelope)."""
 
-    error: Literal[
-        "invalid_request",
-        "invalid_client",
-        "invalid_grant",
-        "unauthorized_client",
-        "unsupported_grant_type",
-        "invalid_scope",
-        "unsupported_token_type",
-    ]
+    error: OAuthErrorCode
     error_description: str
     request_id: str | None
 
@@ -91,28 +102,22 @@ class MeRead(BaseModel):
 Password = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
 
 
-class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PasswordChange(RequestBody):
     current_password: str = Field(max_length=MAX_PASSWORD_LENGTH)
     new_password: str = Password
 
 
-class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UserCreate(RequestBody):
     email: EmailStr
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     role: Role
     password: str = Password
 
 
-class UserUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, max_length=200)
+class UserUpdate(RequestBody):
+    name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     role: Role | None = None
-    is_active: bool | None = None
+    is_active: JsonBool | None = None
 
 
 class UserPage(BaseModel):
@@ -124,11 +129,9 @@ class JWKSet(BaseModel):
     keys: list[dict[str, str]]
 
 
-class ClientCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    scopes: list[Literal["inventory:read", "inventory:write"]] = Field(min_length=1, max_length=2)
+class ClientCreate(RequestBody):
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    scopes: list[ClientScope] = Field(min_length=1, max_length=2)
 
 
 class ClientRead(BaseModel):

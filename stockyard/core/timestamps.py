@@ -7,10 +7,25 @@ into a 422 that names the field, on every route that takes an instant.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+
+# The date part every RFC 3339 date-time starts with. Without this check a query string such as
+# `?start=0.5` would be read as a Unix timestamp, a meaning the document does not give it.
+_DATE_TIME_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _date_time_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE_TIME_START.match(value):
+        raise ValueError(
+            "expected an RFC 3339 date-time with a time zone, e.g. 2026-01-31T09:30:00Z"
+        )
+    return value
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -20,4 +35,4 @@ def _in_utc(moment: datetime) -> datetime:
         raise ValueError("the instant lies outside the years 1 to 9999 in UTC") from None
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc)]

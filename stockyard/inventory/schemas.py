@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stockyard.core.schemas import JSON_NUMBER, NO_NUL, TRIMMED, JsonInt, RequestBody
 from stockyard.core.timestamps import Instant
 
 # Large enough for any real stock count, small enough that sums never overflow bigint.
@@ -15,33 +17,51 @@ MAX_BULK_ITEMS = 10_000
 MAX_BULK_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_RESERVATION_SECONDS = 900
 
-Sku = Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")
-Code = Field(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")
-Text = Field(default=None, max_length=2000)
-
-MovementKind = Literal[
-    "receipt", "issue", "adjustment", "transfer_out", "transfer_in", "reservation_commit"
-]
-ReservationStatus = Literal["active", "committed", "released", "expired"]
+Sku = Field(min_length=1, max_length=100, pattern=TRIMMED)
+Code = Field(min_length=1, max_length=64, pattern=TRIMMED)
+Text = Field(default=None, max_length=2000, pattern=NO_NUL)
+ReorderPoint = Annotated[int, Field(ge=0, le=MAX_QUANTITY), JSON_NUMBER]
 
 
-class ProductCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MovementKind(StrEnum):
+    """Every kind of ledger entry."""
 
+    RECEIPT = "receipt"
+    ISSUE = "issue"
+    ADJUSTMENT = "adjustment"
+    TRANSFER_OUT = "transfer_out"
+    TRANSFER_IN = "transfer_in"
+    RESERVATION_COMMIT = "reservation_commit"
+
+
+class RecordedKind(StrEnum):
+    """The kinds a client records directly; transfers and reservations write the others."""
+
+    RECEIPT = "receipt"
+    ISSUE = "issue"
+    ADJUSTMENT = "adjustment"
+
+
+class ReservationStatus(StrEnum):
+    ACTIVE = "active"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class ProductCreate(RequestBody):
     sku: str = Sku
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     description: str | None = Text
-    unit: str = Field(default="pcs", min_length=1, max_length=20)
-    reorder_point: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
+    unit: str = Field(default="pcs", min_length=1, max_length=20, pattern=NO_NUL)
+    reorder_point: ReorderPoint | None = None
 
 
-class ProductUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+class ProductUpdate(RequestBody):
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL)
     description: str | None = Text
-    unit: str | None = Field(default=None, min_length=1, max_length=20)
-    reorder_point: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
+    unit: str | None = Field(default=None, min_length=1, max_length=20, pattern=NO_NUL)
+    reorder_point: ReorderPoint | None = None
 
 
 class ProductRead(BaseModel):
@@ -64,17 +84,13 @@ class ProductPage(BaseModel):
     next_cursor: str | None
 
 
-class LocationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LocationCreate(RequestBody):
     code: str = Code
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
 
 
-class LocationUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+class LocationUpdate(RequestBody):
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL)
 
 
 class LocationRead(BaseModel):
@@ -94,15 +110,23 @@ class LocationPage(BaseModel):
     next_cursor: str | None
 
 
-class MovementCreate(BaseModel):
+class MovementCreate(RequestBody):
     """receipt and issue take a positive quantity; adjustment a signed, non-zero one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        # The rule `_check_quantity` enforces, stated in the document so generated clients and
+        # fuzzers know it (JSON Schema 2020-12 conditionals, OpenAPI 3.1).
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "adjustment"}}},
+            "then": {"properties": {"quantity": {"not": {"const": 0}}}},
+            "else": {"properties": {"quantity": {"minimum": 1}}},
+        },
+    )
 
     sku: str = Sku
     location: str = Code
-    kind: Literal["receipt", "issue", "adjustment"]
-    quantity: int = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)
+    kind: RecordedKind
+    quantity: JsonInt = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)
     reason: str | None = Text
     reference: str | None = Text
     occurred_at: Instant | None = None
@@ -156,9 +180,7 @@ class MovementPage(BaseModel):
     next_cursor: str | None
 
 
-class BulkMovements(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BulkMovements(RequestBody):
     items: list[MovementCreate] = Field(min_length=1, max_length=MAX_BULK_ITEMS)
 
 
@@ -166,13 +188,11 @@ class BulkResult(BaseModel):
     inserted: int
 
 
-class TransferCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TransferCreate(RequestBody):
     sku: str = Sku
     from_location: str = Code
     to_location: str = Code
-    quantity: int = Field(gt=0, le=MAX_QUANTITY)
+    quantity: JsonInt = Field(gt=0, le=MAX_QUANTITY)
     reference: str | None = Text
 
 
@@ -191,13 +211,11 @@ class StockPage(BaseModel):
     next_cursor: str | None
 
 
-class ReservationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ReservationCreate(RequestBody):
     sku: str = Sku
     location: str = Code
-    quantity: int = Field(gt=0, le=MAX_QUANTITY)
-    expires_in_seconds: int = Field(default=DEFAULT_RESERVATION_SECONDS, ge=1, le=30 * 86400)
+    quantity: JsonInt = Field(gt=0, le=MAX_QUANTITY)
+    expires_in_seconds: JsonInt = Field(default=DEFAULT_RESERVATION_SECONDS, ge=1, le=30 * 86400)
     reference: str | None = Text
 
 

@@ -1,14 +1,17 @@
 """`stockyard serve --workers 2`: every scrape of /metrics shows the whole server's totals,
-whichever worker answers it, parsed by prometheus-client's own parser."""
+whichever worker answers it, parsed by prometheus-client's own parser and checked by
+Prometheus's own linter (`promtool check metrics`, installed by .ci/run)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
-from pathlib import Path
+import subprocess
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stockyard.core.settings import Settings
@@ -27,7 +30,10 @@ def _count(text: str, route: str) -> float:
     return total
 
 
-async def test_scrapes_show_totals_for_all_workers(settings: Settings, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+async def scrapes(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Eight scrapes of a two-worker server after 30 GETs of /livez and one of the document."""
+    tmp_path = tmp_path_factory.mktemp("serve")
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
@@ -46,13 +52,37 @@ async def test_scrapes_show_totals_for_all_workers(settings: Settings, tmp_path:
             for _ in range(30):
                 assert (await client.get("/livez")).status_code == 200
             assert (await client.get("/openapi.json")).status_code == 200
-            scrapes = [(await client.get("/metrics")).text for _ in range(8)]
-        counts = [_count(text, "/livez") for text in scrapes]
-        # Every scrape, from either worker, sees all 30: totals, never one worker's share.
-        assert all(count >= 30 for count in counts), counts
-        assert counts == sorted(counts)
-        assert all(_count(text, "/openapi.json") >= 1 for text in scrapes)
+            texts = [(await client.get("/metrics")).text for _ in range(8)]
     finally:
         server.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(server.wait(), 30) == 0
-    assert not list(tmp_path.glob("stockyard-metrics-*"))  # noqa: ASYNC240 - after the run
+    # serve removes the workers' shared metrics directory when it stops.
+    assert not list(tmp_path.glob("stockyard-metrics-*"))
+    return texts
+
+
+def test_scrapes_show_totals_for_all_workers(scrapes: list[str]) -> None:
+    counts = [_count(text, "/livez") for text in scrapes]
+    # Every scrape, from either worker, sees all 30: totals, never one worker's share.
+    assert all(count >= 30 for count in counts), counts
+    assert counts == sorted(counts)
+    assert all(_count(text, "/openapi.json") >= 1 for text in scrapes)
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool is not installed (.ci/run installs Debian's prometheus package for it)",
+)
+def test_promtool_accepts_the_scrape(scrapes: list[str]) -> None:
+    check = subprocess.run(
+        [str(PROMTOOL), "check", "metrics"],
+        input=scrapes[-1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

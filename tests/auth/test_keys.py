@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import jwt
 from fastapi import FastAPI
+from joserfc import jwk as joserfc_jwk
+from joserfc import jwt as joserfc_jwt
+from jwcrypto import jwk as jwcrypto_jwk
+from jwcrypto import jwt as jwcrypto_jwt
 from jwt import PyJWKClient
 from typer.testing import CliRunner
 
@@ -276,3 +282,61 @@ async def test_rotation_across_two_workers_never_rejects_a_fresh_token(
     finally:
         server.send_signal(signal.SIGTERM)
         await asyncio.wait_for(server.wait(), 30)
+
+
+async def test_joserfc_and_jwcrypto_with_a_max_age_cache_verify_every_token_across_a_rotation(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """Two other JOSE libraries integrators verify with, behind the simplest cache that honours
+    the published `Cache-Control: max-age`: the key set is fetched before the rotation and
+    again only once it is max-age old. Every token, verified the moment it is issued, by the
+    old key and then by the new one, verifies with the set the cache holds at that moment."""
+    with LiveServer(settings) as server:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+
+            async def fetch() -> tuple[float, dict[str, Any]]:
+                response = await client.get("/.well-known/jwks.json")
+                max_age = int(response.headers["cache-control"].split("max-age=")[1])
+                assert max_age == settings.jwks_max_age_seconds
+                return time.monotonic() + max_age, response.json()
+
+            expires, document = await fetch()
+            code, output = await run_cli(settings, "keys", "rotate")
+            assert code == 0, output
+            new_kid = output.strip().rsplit(" ", 1)[-1]
+            kids: list[str] = []
+            refetches = 0
+            deadline = time.monotonic() + _publish_delay(settings) + 1
+            while not kids or kids[-1] != new_kid:
+                assert time.monotonic() < deadline + 5, "the new key never started signing"
+                fresh = await password_login(client, slug=tenant.slug, email=tenant.owner_email)
+                token = fresh.json()["access_token"]
+                if time.monotonic() >= expires:
+                    expires, document = await fetch()
+                    refetches += 1
+                _verify_with_joserfc_and_jwcrypto(token, document, settings, tenant)
+                kids.append(_kid(token))
+                await asyncio.sleep(0.2)
+    assert kids[0] != new_kid and refetches >= 1
+
+
+def _verify_with_joserfc_and_jwcrypto(
+    token: str, document: dict[str, Any], settings: Settings, tenant: Tenant
+) -> None:
+    verified = joserfc_jwt.decode(
+        token, joserfc_jwk.KeySet.import_key_set(document), algorithms=["ES256"]
+    )
+    joserfc_jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": settings.issuer},
+        aud={"essential": True, "value": settings.jwt_audience},
+    ).validate(verified.claims)
+    assert verified.header["typ"] == "at+jwt"
+    assert verified.claims["tid"] == str(tenant.id)
+
+    checked = jwcrypto_jwt.JWT(
+        jwt=token,
+        key=jwcrypto_jwk.JWKSet.from_json(json.dumps(document)),
+        algs=["ES256"],
+        check_claims={"iss": settings.issuer, "aud": settings.jwt_audience, "exp": None},
+    )
+    assert json.loads(checked.claims)["tid"] == str(tenant.id)
