@@ -15,6 +15,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard import __version__
+from stockyard.core import tenancy
 from stockyard.core.bootstrap import (
     ConfigurationError,
     Runtime,
@@ -148,9 +149,9 @@ def tenants_create(
     """Create a tenant and its first owner."""
     from pydantic import ValidationError
 
+    from stockyard.auth import signup
+    from stockyard.auth.schemas import TenantCreate
     from stockyard.core.errors import AppError
-    from stockyard.tenants import service as tenant_service
-    from stockyard.tenants.schemas import TenantCreate
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -166,7 +167,7 @@ def tenants_create(
         try:
             tenant = _with_owner_session(
                 runtime,
-                lambda session: tenant_service.create_tenant(
+                lambda session: signup.create_tenant(
                     session,
                     name=body.name,
                     slug=body.slug,
@@ -193,7 +194,7 @@ def tenants_set_limit(
         tenant_id = await tenant_repository.tenant_id_for_slug(session, slug)
         if tenant_id is None:
             return False
-        await tenant_repository.set_current_tenant(session, tenant_id)
+        await tenancy.set_current_tenant(session, tenant_id)
         tenant = await tenant_repository.get_tenant(session, tenant_id)
         assert tenant is not None
         tenant.rate_limit_per_minute, tenant.rate_limit_burst = per_minute, burst
@@ -276,7 +277,7 @@ def staff_create(
     ] = False,
 ) -> None:
     """Create a support engineer account: signs in with no tenant, reads only the audit trail."""
-    from stockyard.audit import service as audit_service
+    from stockyard.auth import user_service
     from stockyard.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
     from stockyard.auth.service import normalize_email
     from stockyard.core.errors import AppError
@@ -293,7 +294,7 @@ def staff_create(
         raise typer.Exit(2)
 
     async def work(session: AsyncSession) -> None:
-        await audit_service.create_staff(
+        await user_service.create_staff(
             session, email=normalize_email(email), password_hash=await hash_password(password)
         )
 

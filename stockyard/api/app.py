@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import Depends, FastAPI, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.middleware.body_limit import (
     MAX_BODY_SIZE_SCOPE_KEY,
     RequestBodyLimitMiddleware,
@@ -21,7 +24,6 @@ from stockyard.api.errors import install_error_handlers
 from stockyard.api.health import router as health_router
 from stockyard.api.metrics import router as metrics_router
 from stockyard.api.middleware import RequestContextMiddleware
-from stockyard.api.services import Services
 from stockyard.audit.endpoints import router as audit_router
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.admin_endpoints import router as admin_router
@@ -29,6 +31,7 @@ from stockyard.auth.endpoints import router as auth_router
 from stockyard.auth.endpoints import well_known as well_known_router
 from stockyard.auth.keys import KeyRing
 from stockyard.auth.limiter import RateLimiter, RevokedToken
+from stockyard.auth.signup_endpoints import router as signup_router
 from stockyard.core.database import app_url, create_engine, create_sessionmaker
 from stockyard.core.errors import PayloadTooLarge
 from stockyard.core.logging import configure_logging
@@ -37,12 +40,31 @@ from stockyard.core.settings import Settings, get_settings
 from stockyard.inventory import maintenance
 from stockyard.inventory.endpoints import router as catalog_router
 from stockyard.inventory.ledger_endpoints import router as ledger_router
-from stockyard.tenants.endpoints import router as tenants_router
 from stockyard.tenants.limits import TenantLimits
 
 log = structlog.get_logger()
 
 REVOCATION_SYNC_INTERVAL_SECONDS = 1.0
+
+
+@dataclass
+class Services:
+    """What the lifespan builds and closes. Routes and domain services never see this
+    object: each takes the pieces it uses through its own typed dependency
+    (`SettingsDep`, `LimiterDep`, …), which read them from `app.state`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+    keyring: KeyRing
+    limiter: RateLimiter
+    tenant_limits: TenantLimits
+
+    def install(self, app: FastAPI) -> None:
+        app.state.services = self
+        for field in fields(self):
+            setattr(app.state, field.name, getattr(self, field.name))
 
 
 def build_services(settings: Settings) -> Services:
@@ -137,7 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
-        app.state.services = services
+        services.install(app)
         await services.keyring.load()
         stopping = asyncio.Event()
         tasks = [
@@ -188,7 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(well_known_router)
-    app.include_router(tenants_router)
+    app.include_router(signup_router)
     app.include_router(auth_router)
     app.include_router(admin_router)
     app.include_router(catalog_router)

@@ -14,17 +14,17 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stockyard.api.concurrency import IF_MATCH_HEADER
-from stockyard.audit import service as audit_service
 from stockyard.auth.endpoints import NO_STORE, OAUTH_ENDPOINTS
 from stockyard.auth.exceptions import OAuthError
-from stockyard.auth.tokens import AccessClaims
+from stockyard.core import audit_trail
 from stockyard.core.errors import (
     AppError,
     DatabaseUnavailable,
     ErrorDetails,
     PreconditionRequired,
 )
+from stockyard.core.preconditions import IF_MATCH_HEADER
+from stockyard.core.principal import AccessClaims
 
 log = structlog.get_logger()
 
@@ -72,8 +72,8 @@ async def _audit_failure(request: Request, exc: AppError) -> None:
     if action is None or not isinstance(claims, AccessClaims) or claims.is_staff:
         return
     route = getattr(request.scope.get("route"), "path", None)
-    await audit_service.record_apart(
-        request.app.state.services.sessionmaker,
+    await audit_trail.record_apart(
+        request.app.state.sessionmaker,
         tenant_id=claims.tenant_id,
         actor_type="client" if claims.is_client else "user",
         actor_id=claims.subject,

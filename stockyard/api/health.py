@@ -10,8 +10,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stockyard.api.services import Services, ServicesDep
+from stockyard.auth.limiter import LimiterDep
+from stockyard.core.dependencies import EngineDep
 
 router = APIRouter(tags=["health"])
 
@@ -26,8 +28,8 @@ class Health(BaseModel):
     redis: Status
 
 
-async def _database_ok(services: Services) -> bool:
-    async with services.engine.connect() as connection:
+async def _database_ok(engine: AsyncEngine) -> bool:
+    async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
     return True
 
@@ -55,10 +57,8 @@ async def read_liveness() -> Liveness:
     summary="Is the API and what it depends on up",
     responses={503: {"model": Health}},
 )
-async def read_health(services: ServicesDep) -> JSONResponse:
-    db, redis = await asyncio.gather(
-        _probe(_database_ok(services)), _probe(services.limiter.ping())
-    )
+async def read_health(engine: EngineDep, limiter: LimiterDep) -> JSONResponse:
+    db, redis = await asyncio.gather(_probe(_database_ok(engine)), _probe(limiter.ping()))
     healthy = db == "ok" and redis == "ok"
     body = Health(status="ok" if healthy else "degraded", db=db, redis=redis)
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)

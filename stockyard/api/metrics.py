@@ -9,8 +9,8 @@ from fastapi import APIRouter, Header
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stockyard.api.services import ServicesDep
 from stockyard.core import metrics
+from stockyard.core.dependencies import EngineDep, SettingsDep
 from stockyard.core.errors import Unauthorized
 
 router = APIRouter(tags=["operations"])
@@ -18,13 +18,14 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/metrics", include_in_schema=False)
 async def read_metrics(
-    services: ServicesDep,
+    settings: SettingsDep,
+    engine: EngineDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
-    token = services.settings.metrics_token
+    token = settings.metrics_token
     if token is not None:
         expected = f"Bearer {token.get_secret_value()}"
         if authorization is None or not hmac.compare_digest(authorization, expected):
             raise Unauthorized("A metrics token is required.")
-    metrics.DB_POOL_IN_USE.set(services.engine.pool.checkedout())  # type: ignore[attr-defined]
+    metrics.DB_POOL_IN_USE.set(engine.pool.checkedout())  # type: ignore[attr-defined]
     return Response(generate_latest(metrics.exposition_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -5,26 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 
-from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, instant_cursor, split_page
 from stockyard.audit import repository as audit_repository
 from stockyard.audit import service as audit_service
 from stockyard.audit.schemas import AuditEventRead, AuditPage, RequestTrace, TraceEvent
-from stockyard.auth.dependencies import require
-from stockyard.auth.guard import Authenticated, authenticate
-from stockyard.auth.scopes import Scope
-from stockyard.auth.tokens import AccessClaims
+from stockyard.auth.pipeline import AuditReader, Authentication, SupportSession, TenantSession
+from stockyard.core.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, instant_cursor, split_page
+from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant
-from stockyard.tenants.dependencies import SupportSession, TenantSession
 
 router = APIRouter(prefix="/api/v1")
 # A request produces a handful of events; a client-chosen id shared by many requests (or
 # tenants) must not turn one lookup into an unbounded read.
 TRACE_LIMIT = 200
 
-AuditReader = Annotated[AccessClaims, Depends(require(Scope.AUDIT_READ))]
 RequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 
 
@@ -68,7 +63,7 @@ async def list_audit_events(
 async def trace_request(
     request_id: RequestIdPath,
     session: SupportSession,
-    auth: Annotated[Authenticated, Depends(authenticate)],
+    auth: Authentication,
 ) -> RequestTrace:
     rows = await audit_service.trace_for_staff(
         session, auth.claims, request_id=request_id, limit=TRACE_LIMIT + 1

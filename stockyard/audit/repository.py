@@ -1,4 +1,4 @@
-"""All SQL of the audit trail and platform staff."""
+"""All SQL that reads the audit trail, and its monthly partitions."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ from typing import Any
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.audit.models import AuditEvent, StaffUser
+from stockyard.core.audit_trail import AuditEvent
 from stockyard.core.settings import SUPPORT_ROLE
-from stockyard.migrations.rls import CURRENT_TENANT
-
-
-async def add(session: AsyncSession, event: AuditEvent) -> None:
-    session.add(event)
-    await session.flush()
+from stockyard.core.tenancy import tenant_policy_statements
 
 
 async def list_events(
@@ -77,23 +72,6 @@ async def trace(session: AsyncSession, request_id: str, *, limit: int) -> list[A
     return list(result.all())
 
 
-async def staff_for_login(session: AsyncSession, email: str) -> Any | None:
-    result = await session.execute(
-        text("SELECT id, password_hash, role, is_active FROM stockyard_staff_for_login(:email)"),
-        {"email": email},
-    )
-    return result.first()
-
-
-async def staff_is_active(session: AsyncSession, staff_id: uuid.UUID) -> bool:
-    active = await session.scalar(text("SELECT stockyard_staff_is_active(:id)"), {"id": staff_id})
-    return bool(active)
-
-
-async def get_staff_by_email(session: AsyncSession, email: str) -> StaffUser | None:
-    return await session.scalar(select(StaffUser).where(StaffUser.email == email))
-
-
 def _month_start(day: date) -> date:
     return day.replace(day=1)
 
@@ -118,15 +96,8 @@ async def ensure_partitions(session: AsyncSession, *, months_ahead: int = 3) -> 
                     f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
                 )
             )
-            await session.execute(text(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"))
-            await session.execute(text(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY"))
-            await session.execute(
-                text(
-                    f"CREATE POLICY tenant_isolation ON {name} TO PUBLIC "
-                    f"USING (tenant_id = {CURRENT_TENANT}) "
-                    f"WITH CHECK (tenant_id = {CURRENT_TENANT})"
-                )
-            )
+            for statement in tenant_policy_statements(name):
+                await session.execute(text(statement))
             await session.execute(
                 text(
                     f"CREATE POLICY support_read ON {name} FOR SELECT TO {SUPPORT_ROLE} "

@@ -7,21 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from stockyard.api.concurrency import IfMatch, etag, expected_version
-from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import (
-    DEFAULT_PAGE_SIZE,
-    Cursor,
-    Limit,
-    id_cursor,
-    instant_cursor,
-    split_page,
-)
-from stockyard.api.services import ServicesDep
 from stockyard.auth import client_service, user_service
-from stockyard.auth.dependencies import require
 from stockyard.auth.guard import client_ip
+from stockyard.auth.limiter import LimiterDep
 from stockyard.auth.models import ApiClient
+from stockyard.auth.pipeline import ClientsAdmin, TenantSession, UsersAdmin, require
 from stockyard.auth.schemas import (
     ClientCreate,
     ClientCreated,
@@ -33,14 +23,22 @@ from stockyard.auth.schemas import (
     UserRead,
     UserUpdate,
 )
-from stockyard.auth.scopes import Role, Scope
-from stockyard.auth.tokens import AccessClaims
-from stockyard.tenants.dependencies import TenantSession
+from stockyard.auth.scopes import Role
+from stockyard.core.dependencies import SessionmakerDep, SettingsDep
+from stockyard.core.pagination import (
+    DEFAULT_PAGE_SIZE,
+    Cursor,
+    Limit,
+    id_cursor,
+    instant_cursor,
+    split_page,
+)
+from stockyard.core.preconditions import IfMatch, etag, expected_version
+from stockyard.core.principal import AccessClaims
+from stockyard.core.responses import AUTHENTICATED, error_responses
 
 router = APIRouter(prefix="/api/v1")
 
-UsersAdmin = Annotated[AccessClaims, Depends(require(Scope.USERS_ADMIN))]
-ClientsAdmin = Annotated[AccessClaims, Depends(require(Scope.CLIENTS_ADMIN))]
 AnyUser = Annotated[AccessClaims, Depends(require())]
 ERRORS = error_responses(*AUTHENTICATED, 404)
 
@@ -102,13 +100,13 @@ async def update_user(
     body: UserUpdate,
     session: TenantSession,
     principal: UsersAdmin,
-    services: ServicesDep,
+    limiter: LimiterDep,
     response: Response,
     if_match: IfMatch,
 ) -> UserRead:
     user = await user_service.update_user(
         session,
-        services,
+        limiter,
         principal,
         user_id=user_id,
         version=expected_version(if_match),
@@ -125,9 +123,9 @@ async def update_user(
     responses=error_responses(*AUTHENTICATED, 404, 409),
 )
 async def deactivate_user(
-    user_id: uuid.UUID, session: TenantSession, principal: UsersAdmin, services: ServicesDep
+    user_id: uuid.UUID, session: TenantSession, principal: UsersAdmin, limiter: LimiterDep
 ) -> None:
-    await user_service.deactivate_user(session, services, principal, user_id=user_id)
+    await user_service.deactivate_user(session, limiter, principal, user_id=user_id)
 
 
 @router.post(
@@ -137,14 +135,21 @@ async def deactivate_user(
     responses=error_responses(*AUTHENTICATED, 400, 404),
 )
 async def change_password(
-    body: PasswordChange, principal: AnyUser, services: ServicesDep, request: Request
+    body: PasswordChange,
+    principal: AnyUser,
+    request: Request,
+    settings: SettingsDep,
+    sessionmaker: SessionmakerDep,
+    limiter: LimiterDep,
 ) -> None:
     await user_service.change_own_password(
-        services,
+        sessionmaker,
+        settings,
+        limiter,
         principal,
         current_password=body.current_password,
         new_password=body.new_password,
-        address=client_ip(request, services.settings.trusted_proxies),
+        address=client_ip(request, settings.trusted_proxies),
     )
 
 
@@ -189,6 +194,6 @@ async def list_clients(
 
 @router.delete("/clients/{client_id}", status_code=204, tags=["clients"], responses=ERRORS)
 async def delete_client(
-    client_id: uuid.UUID, session: TenantSession, principal: ClientsAdmin, services: ServicesDep
+    client_id: uuid.UUID, session: TenantSession, principal: ClientsAdmin, limiter: LimiterDep
 ) -> None:
-    await client_service.delete_client(session, services, principal, client_id=client_id)
+    await client_service.delete_client(session, limiter, principal, client_id=client_id)

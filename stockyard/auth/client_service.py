@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.api.services import Services
-from stockyard.audit import service as audit_service
 from stockyard.auth import repository as auth_repository
+from stockyard.auth.limiter import RateLimiter
 from stockyard.auth.models import ApiClient
 from stockyard.auth.service import hash_client_secret
-from stockyard.auth.tokens import AccessClaims
+from stockyard.core import audit_trail
 from stockyard.core.errors import NotFound
+from stockyard.core.principal import AccessClaims
 
 
 async def create_client(
@@ -31,7 +31,7 @@ async def create_client(
         created_at=datetime.now(UTC),
     )
     await auth_repository.add(session, client)
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="client.create",
@@ -55,7 +55,7 @@ async def list_clients(
 
 
 async def delete_client(
-    session: AsyncSession, services: Services, principal: AccessClaims, *, client_id: uuid.UUID
+    session: AsyncSession, limiter: RateLimiter, principal: AccessClaims, *, client_id: uuid.UUID
 ) -> None:
     """Revoke a client: its tokens stop working on their next request."""
     client = await auth_repository.get_client(session, client_id)
@@ -63,7 +63,7 @@ async def delete_client(
         raise NotFound("No such API client.")
     client.revoked_at = datetime.now(UTC)
     await session.flush()
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="client.delete",
@@ -71,4 +71,4 @@ async def delete_client(
         resource_id=client.id,
         status=204,
     )
-    await services.limiter.revoke_on_commit(session, [client.id])
+    await limiter.revoke_on_commit(session, [client.id])

@@ -9,11 +9,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 
-from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.services import ServicesDep
 from stockyard.auth import repository as auth_repository
 from stockyard.auth import service as auth_service
-from stockyard.auth.dependencies import CurrentPrincipal
 from stockyard.auth.exceptions import (
     InvalidClient,
     InvalidRequest,
@@ -21,6 +18,9 @@ from stockyard.auth.exceptions import (
     UnsupportedGrantType,
 )
 from stockyard.auth.guard import client_ip, limit_by_ip
+from stockyard.auth.keys import KeyRingDep
+from stockyard.auth.limiter import LimiterDep
+from stockyard.auth.pipeline import CurrentPrincipal, TenantSession, UnscopedSession
 from stockyard.auth.schemas import (
     AuthorizationServerMetadata,
     JWKSet,
@@ -33,9 +33,10 @@ from stockyard.auth.schemas import (
     TokenResponse,
 )
 from stockyard.auth.scopes import Role, Scope
+from stockyard.core.dependencies import SessionmakerDep, SettingsDep
 from stockyard.core.errors import NotFound
+from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.tenants import repository as tenant_repository
-from stockyard.tenants.dependencies import TenantSession, UnscopedSession
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 well_known = APIRouter(tags=["auth"])
@@ -129,7 +130,10 @@ async def issue_token(
     request: Request,
     response: Response,
     session: UnscopedSession,
-    services: ServicesDep,
+    settings: SettingsDep,
+    sessionmaker: SessionmakerDep,
+    keyring: KeyRingDep,
+    limiter: LimiterDep,
     grant_type: Annotated[
         str | None,
         Form(
@@ -189,12 +193,15 @@ async def issue_token(
     response.headers.update(NO_STORE)
     await _refuse_repeated_parameters(request, TOKEN_FIELDS)
     requested = _requested_scopes(scope)
-    address = client_ip(request, services.settings.trusted_proxies)
+    address = client_ip(request, settings.trusted_proxies)
     if grant_type == "password" and not tenant:
         # No tenant: a platform support engineer signing in.
         fields = _required(username=username, password=password)
         pair = await auth_service.staff_password_grant(
-            services,
+            sessionmaker,
+            settings,
+            keyring,
+            limiter,
             email=fields["username"],
             password=fields["password"],
             address=address,
@@ -205,7 +212,10 @@ async def issue_token(
         # The sign-in opens its own short transactions (no connection while it hashes);
         # `session` below serves the other grants and is never connected on this path.
         pair = await auth_service.password_grant(
-            services,
+            sessionmaker,
+            settings,
+            keyring,
+            limiter,
             tenant_slug=fields["tenant"],
             email=fields["username"],
             password=fields["password"],
@@ -215,7 +225,13 @@ async def issue_token(
     elif grant_type == "refresh_token":
         fields = _required(refresh_token=refresh_token)
         pair = await auth_service.refresh_grant(
-            session, services, refresh_token=fields["refresh_token"], scope=requested
+            session,
+            sessionmaker,
+            settings,
+            keyring,
+            limiter,
+            refresh_token=fields["refresh_token"],
+            scope=requested,
         )
     elif grant_type == "client_credentials":
         basic = _basic_credentials(request)
@@ -225,7 +241,8 @@ async def issue_token(
             raise InvalidClient()
         pair = await auth_service.client_credentials_grant(
             session,
-            services,
+            settings,
+            keyring,
             client_id=client_id,
             client_secret=client_secret,
             scope=requested,
@@ -254,7 +271,9 @@ async def issue_token(
 async def revoke_token(
     request: Request,
     session: UnscopedSession,
-    services: ServicesDep,
+    settings: SettingsDep,
+    keyring: KeyRingDep,
+    limiter: LimiterDep,
     token: Annotated[
         str,
         Form(min_length=1, max_length=4096, description="The refresh or access token to revoke."),
@@ -270,7 +289,7 @@ async def revoke_token(
 ) -> RevocationResult:
     await _refuse_repeated_parameters(request, REVOCATION_FIELDS)
     del token_type_hint  # RFC 7009: a hint only; the token's shape says what it is
-    await auth_service.revoke_token(session, services, token=token)
+    await auth_service.revoke_token(session, settings, keyring, limiter, token=token)
     return RevocationResult()
 
 
@@ -306,9 +325,8 @@ async def read_me(session: TenantSession, principal: CurrentPrincipal) -> MeRead
     summary="OAuth 2.0 authorization server metadata (RFC 8414)",
 )
 async def read_authorization_server_metadata(
-    response: Response, services: ServicesDep
+    response: Response, settings: SettingsDep
 ) -> AuthorizationServerMetadata:
-    settings = services.settings
     base = settings.public_url
     response.headers["Cache-Control"] = "public, max-age=3600"
     return AuthorizationServerMetadata(
@@ -326,7 +344,7 @@ async def read_authorization_server_metadata(
 
 
 @well_known.get("/.well-known/jwks.json", response_model=JWKSet, summary="Public signing keys")
-async def read_jwks(response: Response, services: ServicesDep) -> JWKSet:
+async def read_jwks(response: Response, settings: SettingsDep, keyring: KeyRingDep) -> JWKSet:
     # A rotated key is published at least this long before it signs (publish-before-sign).
-    response.headers["Cache-Control"] = f"public, max-age={services.settings.jwks_max_age_seconds}"
-    return JWKSet.model_validate(await services.keyring.jwks())
+    response.headers["Cache-Control"] = f"public, max-age={settings.jwks_max_age_seconds}"
+    return JWKSet.model_validate(await keyring.jwks())

@@ -20,10 +20,8 @@ class InvalidGrant(OAuthError):
 
 
 class RefreshTokenReused(InvalidGrant):
-    """A used refresh token came back: its family is revoked, and that must stick even though
-    the request fails, so the session dependency commits instead of rolling back."""
-
-    commit_before_raising = True
+    """A used refresh token came back: its family has been revoked (in a transaction of its
+    own, so the revocation stands although the request fails)."""
 
 
 class InvalidClient(OAuthError):
@@ -67,3 +65,8 @@ class RoleNotAllowed(Forbidden):
 
 class EmailTaken(Conflict):
     message = "A user with this email already exists."
+
+
+class SignupDisabled(Forbidden):
+    code = "signup_disabled"
+    message = "Self-service signup is disabled on this deployment."

@@ -18,11 +18,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import structlog
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import Depends, Request
 from jwt.algorithms import ECAlgorithm
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -180,3 +182,11 @@ class KeyRing:
         await self._reload_if_stale()
         now = datetime.now(UTC)
         return {"keys": [k.public_jwk() for k in self._keys.values() if k.verifies_at(now)]}
+
+
+def get_keyring(request: Request) -> KeyRing:
+    keyring: KeyRing = request.app.state.keyring
+    return keyring
+
+
+KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]

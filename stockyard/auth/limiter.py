@@ -17,17 +17,19 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
+from fastapi import Depends, Request
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from stockyard.auth.tokens import LEEWAY_SECONDS, AccessClaims
+from stockyard.auth.tokens import LEEWAY_SECONDS
 from stockyard.core.errors import RateLimited, ServiceUnavailable
+from stockyard.core.principal import AccessClaims
 
 log = structlog.get_logger()
 
@@ -343,3 +345,11 @@ class RateLimiter:
             return False
         self._mark_up()
         return True
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.limiter
+    return limiter
+
+
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]

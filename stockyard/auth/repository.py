@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,7 +19,7 @@ from stockyard.auth.models import (
     TokenFamily,
     User,
 )
-from stockyard.auth.tokens import AccessClaims
+from stockyard.core.principal import AccessClaims
 
 
 async def is_session_revoked(session: AsyncSession, claims: AccessClaims) -> bool:
@@ -253,3 +254,13 @@ async def list_signing_keys(session: AsyncSession) -> list[SigningKey]:
         SigningKey.activates_at.desc(), SigningKey.created_at.desc()
     )
     return list(await session.scalars(statement))
+
+
+async def staff_for_login(session: AsyncSession, email: str) -> Any | None:
+    """A support engineer by email, through a function the API role may call (the staff
+    table itself is not granted to it)."""
+    result = await session.execute(
+        text("SELECT id, password_hash, role, is_active FROM stockyard_staff_for_login(:email)"),
+        {"email": email},
+    )
+    return result.first()

@@ -148,3 +148,15 @@ class ClientCreated(ClientRead):
 class ClientPage(BaseModel):
     items: list[ClientRead]
     next_cursor: str | None
+
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+
+
+class TenantCreate(RequestBody):
+    """Signup: a new tenant and its first owner."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    slug: str = Field(pattern=SLUG_PATTERN)
+    owner_email: EmailStr
+    owner_password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)

@@ -43,6 +43,4 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
 # API clients act for an application, never administer the tenant.
 CLIENT_GRANTABLE_SCOPES = frozenset({Scope.INVENTORY_READ, Scope.INVENTORY_WRITE})
 
-CLIENT_ROLE = "client"
-STAFF_ROLE = "staff"
 STAFF_SCOPES = frozenset({Scope.SUPPORT_READ})

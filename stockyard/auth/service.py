@@ -11,19 +11,16 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from cryptography.fernet import InvalidToken as UnreadableSeal
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from stockyard.api.services import Services
-from stockyard.audit import repository as audit_repository
-from stockyard.audit import service as audit_service
-from stockyard.audit.models import PLATFORM_TENANT_ID, AuditEvent
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.exceptions import InvalidClient, InvalidGrant, InvalidScope, RefreshTokenReused
 from stockyard.auth.guard import limit_login, login_account
-from stockyard.auth.limiter import revoked_token_of
+from stockyard.auth.keys import KeyRing
+from stockyard.auth.limiter import RateLimiter, revoked_token_of
 from stockyard.auth.models import RefreshToken, TokenFamily, User
 from stockyard.auth.passwords import verify_password
-from stockyard.auth.scopes import CLIENT_ROLE, ROLE_SCOPES, STAFF_ROLE, STAFF_SCOPES, Role
+from stockyard.auth.scopes import ROLE_SCOPES, STAFF_SCOPES, Role
 from stockyard.auth.tokens import (
     FIRST_PARTY_CLIENT_ID,
     LEEWAY_SECONDS,
@@ -33,10 +30,12 @@ from stockyard.auth.tokens import (
     tenant_of_refresh_token,
     verify_access_token,
 )
-from stockyard.core import metrics
+from stockyard.core import audit_trail, metrics, tenancy
+from stockyard.core.audit_trail import PLATFORM_TENANT_ID
 from stockyard.core.errors import InvalidToken
-from stockyard.core.ids import new_id
+from stockyard.core.principal import CLIENT_ROLE, STAFF_ROLE
 from stockyard.core.sealing import sealer
+from stockyard.core.settings import Settings
 from stockyard.tenants import repository as tenant_repository
 
 log = structlog.get_logger()
@@ -60,7 +59,8 @@ def hash_client_secret(secret: str) -> str:
 
 
 async def _issue(
-    services: Services,
+    settings: Settings,
+    keyring: KeyRing,
     *,
     subject: uuid.UUID,
     tenant_id: uuid.UUID,
@@ -70,9 +70,8 @@ async def _issue(
     refresh_token: str | None,
     client_id: str = FIRST_PARTY_CLIENT_ID,
 ) -> TokenPair:
-    settings = services.settings
     access = await issue_access_token(
-        services.keyring,
+        keyring,
         issuer=settings.issuer,
         audience=settings.jwt_audience,
         ttl_seconds=settings.access_token_ttl_seconds,
@@ -99,15 +98,19 @@ def granted_scopes(requested: frozenset[str] | None, allowed: frozenset[str]) ->
 
 
 async def _start_family(
-    session: AsyncSession, services: Services, user: User, *, requested: frozenset[str] | None
+    session: AsyncSession,
+    settings: Settings,
+    keyring: KeyRing,
+    user: User,
+    *,
+    requested: frozenset[str] | None,
 ) -> TokenPair:
     scopes = granted_scopes(requested, ROLE_SCOPES[Role(user.role)])
     family = TokenFamily(
         tenant_id=user.tenant_id,
         id=uuid.uuid4(),
         user_id=user.id,
-        expires_at=datetime.now(UTC)
-        + timedelta(seconds=services.settings.refresh_token_ttl_seconds),
+        expires_at=datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_seconds),
         scopes=sorted(scopes),
     )
     token, token_hash = new_refresh_token(user.tenant_id)
@@ -119,7 +122,8 @@ async def _start_family(
         ),
     )
     return await _issue(
-        services,
+        settings,
+        keyring,
         subject=user.id,
         tenant_id=user.tenant_id,
         session_id=family.id,
@@ -130,7 +134,10 @@ async def _start_family(
 
 
 async def password_grant(
-    services: Services,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    keyring: KeyRing,
+    limiter: RateLimiter,
     *,
     tenant_slug: str,
     email: str,
@@ -149,20 +156,23 @@ async def password_grant(
     with the others."""
     email = normalize_email(email)
     user: User | None = None
-    async with services.sessionmaker() as session, session.begin():
+    async with sessionmaker() as session, session.begin():
         tenant_id = await tenant_repository.tenant_id_for_slug(session, tenant_slug)
         if tenant_id is not None:
-            await tenant_repository.set_current_tenant(session, tenant_id)
+            await tenancy.set_current_tenant(session, tenant_id)
             user = await auth_repository.get_user_by_email(session, email)
     await limit_login(
-        services, account=login_account(tenant_id or tenant_slug, email), address=address
+        limiter,
+        settings,
+        account=login_account(tenant_id or tenant_slug, email),
+        address=address,
     )
     valid = await verify_password(password, user.password_hash if user else None)
     if tenant_id is None or user is None or not valid or not user.is_active:
         log.info("login_failed", tenant=tenant_slug)
         if tenant_id is not None:
-            await audit_service.record_apart(
-                services.sessionmaker,
+            await audit_trail.record_apart(
+                sessionmaker,
                 tenant_id=tenant_id,
                 actor_type="user",
                 actor_id=user.id if user else None,
@@ -171,16 +181,19 @@ async def password_grant(
                 details={"reason": "inactive" if user and valid else "bad_credentials"},
             )
         raise InvalidGrant("The email, password or tenant is wrong.")
-    async with tenant_repository.tenant_transaction(services.sessionmaker, tenant_id) as session:
+    async with tenancy.tenant_transaction(sessionmaker, tenant_id) as session:
         current = await auth_repository.lock_user_for_session(session, user.id)
         if current is None or not current.is_active or current.password_hash != user.password_hash:
             raise InvalidGrant("The account changed while signing in; sign in again.")
         # A role changed meanwhile is simply the role the new session gets.
-        return await _start_family(session, services, current, requested=scope)
+        return await _start_family(session, settings, keyring, current, requested=scope)
 
 
 async def staff_password_grant(
-    services: Services,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    keyring: KeyRing,
+    limiter: RateLimiter,
     *,
     email: str,
     password: str,
@@ -190,15 +203,16 @@ async def staff_password_grant(
     """Sign a support engineer in: a short-lived token for the support routes only, with no
     tenant and no refresh token. The look-up's connection is released before the check."""
     email = normalize_email(email)
-    async with services.sessionmaker() as session, session.begin():
-        staff = await audit_repository.staff_for_login(session, email)
-    await limit_login(services, account=login_account("staff", email), address=address)
+    async with sessionmaker() as session, session.begin():
+        staff = await auth_repository.staff_for_login(session, email)
+    await limit_login(limiter, settings, account=login_account("staff", email), address=address)
     valid = await verify_password(password, staff.password_hash if staff else None)
     if staff is None or not valid or not staff.is_active:
         log.info("staff_login_failed")
         raise InvalidGrant("The email or password is wrong.")
     return await _issue(
-        services,
+        settings,
+        keyring,
         subject=staff.id,
         tenant_id=PLATFORM_TENANT_ID,
         session_id=uuid.uuid4(),
@@ -210,7 +224,10 @@ async def staff_password_grant(
 
 async def refresh_grant(
     session: AsyncSession,
-    services: Services,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    keyring: KeyRing,
+    limiter: RateLimiter,
     *,
     refresh_token: str,
     scope: frozenset[str] | None = None,
@@ -221,7 +238,7 @@ async def refresh_grant(
     tenant_id = tenant_of_refresh_token(refresh_token)
     if tenant_id is None:
         raise InvalidGrant()
-    await tenant_repository.set_current_tenant(session, tenant_id)
+    await tenancy.set_current_tenant(session, tenant_id)
     presented = await auth_repository.lock_refresh_token(session, hash_refresh_token(refresh_token))
     if presented is None:
         raise InvalidGrant()
@@ -230,36 +247,22 @@ async def refresh_grant(
     if family is None or family.revoked_at is not None or family.expires_at <= now:
         raise InvalidGrant()
 
-    grace = timedelta(seconds=services.settings.refresh_reuse_grace_seconds)
+    grace = timedelta(seconds=settings.refresh_reuse_grace_seconds)
     parent = presented
     if presented.used_at is not None:
         child = await auth_repository.child_of(session, presented.id)
         if child is None or child.used_at is not None or presented.used_at + grace <= now:
-            revoked = await auth_repository.revoke_families(
-                session, family_ids=[family.id], reason="refresh_reuse"
-            )
-            await services.limiter.revoke_on_commit(session, revoked)
-            log.warning("refresh_reuse_detected", family_id=str(family.id))
-            metrics.REFRESH_REUSE.inc()
-            await audit_repository.add(
-                session,
-                AuditEvent(
-                    tenant_id=tenant_id,
-                    id=new_id(),
-                    occurred_at=now,
-                    request_id=audit_service.current_request_id(),
-                    actor_type="user",
-                    actor_id=family.user_id,
-                    action="auth.refresh_reuse_detected",
-                    resource_type="token_family",
-                    resource_id=str(family.id),
-                    status=400,
-                ),
+            # The request fails, yet the revocation must stand: give back the presented
+            # token's lock with the request's transaction, then revoke in one of its own.
+            family_id, user_id = family.id, family.user_id  # rollback expires the rows
+            await session.rollback()
+            await _revoke_reused_family(
+                sessionmaker, limiter, tenant_id=tenant_id, family_id=family_id, user_id=user_id
             )
             raise RefreshTokenReused("This refresh token was already used; the session is revoked.")
         # Tolerated: the client refreshed twice at once (or retried a lost response). It gets
         # the pair the first refresh returned, so whichever response it keeps stays valid.
-        replayed = _unseal_pair(services, presented.successor_sealed, now=now)
+        replayed = _unseal_pair(settings, presented.successor_sealed, now=now)
         if replayed is not None:
             return replayed
         parent = child  # nothing kept (the grace window was off then): rotate on from it
@@ -283,7 +286,8 @@ async def refresh_grant(
         ),
     )
     pair = await _issue(
-        services,
+        settings,
+        keyring,
         subject=user.id,
         tenant_id=tenant_id,
         session_id=family.id,
@@ -292,12 +296,39 @@ async def refresh_grant(
         refresh_token=token,
     )
     if grace:
-        parent.successor_sealed = _seal_pair(services, pair, now=now)
+        parent.successor_sealed = _seal_pair(settings, pair, now=now)
     return pair
 
 
-def _seal_pair(services: Services, pair: TokenPair, *, now: datetime) -> bytes:
-    secret_key = services.settings.secret_key
+async def _revoke_reused_family(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    limiter: RateLimiter,
+    *,
+    tenant_id: uuid.UUID,
+    family_id: uuid.UUID,
+    user_id: uuid.UUID,
+) -> None:
+    async with tenancy.tenant_transaction(sessionmaker, tenant_id) as session:
+        revoked = await auth_repository.revoke_families(
+            session, family_ids=[family_id], reason="refresh_reuse"
+        )
+        await limiter.revoke_on_commit(session, revoked)
+        await audit_trail.record_for(
+            session,
+            tenant_id=tenant_id,
+            actor_type="user",
+            actor_id=user_id,
+            action="auth.refresh_reuse_detected",
+            resource_type="token_family",
+            resource_id=family_id,
+            status=400,
+        )
+    log.warning("refresh_reuse_detected", family_id=str(family_id))
+    metrics.REFRESH_REUSE.inc()
+
+
+def _seal_pair(settings: Settings, pair: TokenPair, *, now: datetime) -> bytes:
+    secret_key = settings.secret_key
     assert secret_key is not None, "the API does not start without a secret key"
     payload = {
         "access_token": pair.access_token,
@@ -310,8 +341,8 @@ def _seal_pair(services: Services, pair: TokenPair, *, now: datetime) -> bytes:
     )
 
 
-def _unseal_pair(services: Services, sealed: bytes | None, *, now: datetime) -> TokenPair | None:
-    secret_key = services.settings.secret_key
+def _unseal_pair(settings: Settings, sealed: bytes | None, *, now: datetime) -> TokenPair | None:
+    secret_key = settings.secret_key
     if sealed is None or secret_key is None:
         return None
     try:
@@ -330,7 +361,8 @@ def _unseal_pair(services: Services, sealed: bytes | None, *, now: datetime) -> 
 
 async def client_credentials_grant(
     session: AsyncSession,
-    services: Services,
+    settings: Settings,
+    keyring: KeyRing,
     *,
     client_id: str,
     client_secret: str,
@@ -345,7 +377,7 @@ async def client_credentials_grant(
     tenant_id = await auth_repository.tenant_id_for_client(session, client_uuid)
     if tenant_id is None:
         raise InvalidClient()
-    await tenant_repository.set_current_tenant(session, tenant_id)
+    await tenancy.set_current_tenant(session, tenant_id)
     client = await auth_repository.get_client(session, client_uuid)
     if (
         client is None
@@ -354,7 +386,8 @@ async def client_credentials_grant(
     ):
         raise InvalidClient()
     return await _issue(
-        services,
+        settings,
+        keyring,
         subject=client.id,
         tenant_id=tenant_id,
         session_id=client.id,
@@ -365,48 +398,61 @@ async def client_credentials_grant(
     )
 
 
-async def revoke_token(session: AsyncSession, services: Services, *, token: str) -> None:
+async def revoke_token(
+    session: AsyncSession,
+    settings: Settings,
+    keyring: KeyRing,
+    limiter: RateLimiter,
+    *,
+    token: str,
+) -> None:
     """RFC 7009: revoke what was presented. A refresh token ends its whole family; an access
     token ends itself (until it would have expired), its session living on. Unknown, invalid
     or expired tokens are silently ignored: there is nothing left to revoke."""
     if token.count(".") == 2:  # a JWT: an access token (refresh tokens have one dot)
-        await _revoke_access_token(session, services, token=token)
+        await _revoke_access_token(session, settings, keyring, limiter, token=token)
         return
     tenant_id = tenant_of_refresh_token(token)
     if tenant_id is None:
         return
-    await tenant_repository.set_current_tenant(session, tenant_id)
+    await tenancy.set_current_tenant(session, tenant_id)
     presented = await auth_repository.lock_refresh_token(session, hash_refresh_token(token))
     if presented is None:
         return
     revoked = await auth_repository.revoke_families(
         session, family_ids=[presented.family_id], reason="revoked_by_client"
     )
-    await services.limiter.revoke_on_commit(session, revoked)
+    await limiter.revoke_on_commit(session, revoked)
 
 
-async def _revoke_access_token(session: AsyncSession, services: Services, *, token: str) -> None:
-    settings = services.settings
+async def _revoke_access_token(
+    session: AsyncSession,
+    settings: Settings,
+    keyring: KeyRing,
+    limiter: RateLimiter,
+    *,
+    token: str,
+) -> None:
     try:
         claims = await verify_access_token(
-            services.keyring, token, issuer=settings.issuer, audience=settings.jwt_audience
+            keyring, token, issuer=settings.issuer, audience=settings.jwt_audience
         )
     except InvalidToken:
         return
     if claims.is_staff:
         return  # no tenant to record it in; staff tokens live minutes and end with the account
-    await tenant_repository.set_current_tenant(session, claims.tenant_id)
+    await tenancy.set_current_tenant(session, claims.tenant_id)
     # Verification allows LEEWAY_SECONDS past `exp`: the revocation must outlive that too.
     usable_until = claims.expires_at + LEEWAY_SECONDS
     await auth_repository.revoke_access_token(
         session, claims=claims, expires_at=datetime.fromtimestamp(usable_until, UTC)
     )
-    await services.limiter.revoke_on_commit(session, [], [revoked_token_of(claims)])
+    await limiter.revoke_on_commit(session, [], [revoked_token_of(claims)])
 
 
 async def revoke_user_sessions(
     session: AsyncSession,
-    services: Services,
+    limiter: RateLimiter,
     *,
     user_id: uuid.UUID,
     reason: str,
@@ -416,4 +462,4 @@ async def revoke_user_sessions(
     revoked = await auth_repository.revoke_families(
         session, user_id=user_id, except_family=keep_family, reason=reason
     )
-    await services.limiter.revoke_on_commit(session, revoked)
+    await limiter.revoke_on_commit(session, revoked)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import jwt
 
 from stockyard.core.errors import InvalidToken
+from stockyard.core.principal import AccessClaims
 
 if TYPE_CHECKING:  # keys -> repository -> tokens: only the annotation is needed here
     from stockyard.auth.keys import KeyRing
@@ -40,25 +41,6 @@ REQUIRED_CLAIMS = [
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - the JWT "typ" value, not a secret
 # The `client_id` of tokens from the password grant: Stockyard's own first-party sign-in.
 FIRST_PARTY_CLIENT_ID = "stockyard"
-
-
-@dataclass(frozen=True, slots=True)
-class AccessClaims:
-    subject: uuid.UUID
-    tenant_id: uuid.UUID
-    session_id: uuid.UUID
-    role: str
-    scopes: frozenset[str]
-    expires_at: int
-    token_id: str
-
-    @property
-    def is_client(self) -> bool:
-        return self.role == "client"
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role == "staff"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from stockyard.api.services import Services
-from stockyard.audit import service as audit_service
 from stockyard.auth import repository as auth_repository
 from stockyard.auth import service as auth_service
 from stockyard.auth.exceptions import (
@@ -18,14 +16,16 @@ from stockyard.auth.exceptions import (
     WrongPassword,
 )
 from stockyard.auth.guard import limit_login, login_account
-from stockyard.auth.models import User
+from stockyard.auth.limiter import RateLimiter
+from stockyard.auth.models import StaffUser, User
 from stockyard.auth.passwords import hash_password, verify_password
 from stockyard.auth.schemas import UserCreate, UserUpdate
 from stockyard.auth.scopes import Role
-from stockyard.auth.tokens import AccessClaims
+from stockyard.core import audit_trail, tenancy
 from stockyard.core.database import insert_unique, save_new_version
-from stockyard.core.errors import Forbidden, NotFound, PreconditionFailed
-from stockyard.tenants import repository as tenant_repository
+from stockyard.core.errors import Conflict, Forbidden, NotFound, PreconditionFailed
+from stockyard.core.principal import AccessClaims
+from stockyard.core.settings import Settings
 
 
 def _may_manage(actor: AccessClaims, role: str) -> bool:
@@ -69,7 +69,7 @@ async def create_user(session: AsyncSession, principal: AccessClaims, *, body: U
         role=body.role.value,
     )
     await insert_unique(session, user, taken=EmailTaken())
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="user.create",
@@ -83,7 +83,7 @@ async def create_user(session: AsyncSession, principal: AccessClaims, *, body: U
 
 async def update_user(
     session: AsyncSession,
-    services: Services,
+    limiter: RateLimiter,
     principal: AccessClaims,
     *,
     user_id: uuid.UUID,
@@ -113,7 +113,7 @@ async def update_user(
         user.name = body.name
     user.role, user.is_active = new_role, new_active
     await save_new_version(session, user)
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="user.deactivate" if deactivated else "user.update",
@@ -125,7 +125,7 @@ async def update_user(
     if role_changed or deactivated:
         await auth_service.revoke_user_sessions(
             session,
-            services,
+            limiter,
             user_id=user.id,
             reason="role_changed" if role_changed else "deactivated",
         )
@@ -133,7 +133,7 @@ async def update_user(
 
 
 async def deactivate_user(
-    session: AsyncSession, services: Services, principal: AccessClaims, *, user_id: uuid.UUID
+    session: AsyncSession, limiter: RateLimiter, principal: AccessClaims, *, user_id: uuid.UUID
 ) -> None:
     """DELETE keeps the user (history points at it) but ends every session at once."""
     user = await get_user(session, principal, user_id=user_id)
@@ -141,7 +141,7 @@ async def deactivate_user(
         return
     await update_user(
         session,
-        services,
+        limiter,
         principal,
         user_id=user_id,
         version=user.version,
@@ -150,7 +150,9 @@ async def deactivate_user(
 
 
 async def change_own_password(
-    services: Services,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    limiter: RateLimiter,
     principal: AccessClaims,
     *,
     current_password: str,
@@ -166,14 +168,16 @@ async def change_own_password(
     password is still the one that was checked."""
     if principal.is_client:
         raise Forbidden("API clients have no password.")
-    sessionmaker = services.sessionmaker
-    async with tenant_repository.tenant_transaction(sessionmaker, principal.tenant_id) as session:
+    async with tenancy.tenant_transaction(sessionmaker, principal.tenant_id) as session:
         user = await get_user(session, principal, user_id=principal.subject)
     await limit_login(
-        services, account=login_account(principal.tenant_id, user.email), address=address
+        limiter,
+        settings,
+        account=login_account(principal.tenant_id, user.email),
+        address=address,
     )
     if not await verify_password(current_password, user.password_hash):
-        await audit_service.record_apart(
+        await audit_trail.record_apart(
             sessionmaker,
             tenant_id=principal.tenant_id,
             actor_type="user",
@@ -184,13 +188,13 @@ async def change_own_password(
         )
         raise WrongPassword()
     new_hash = await hash_password(new_password)
-    async with tenant_repository.tenant_transaction(sessionmaker, principal.tenant_id) as session:
+    async with tenancy.tenant_transaction(sessionmaker, principal.tenant_id) as session:
         current = await auth_repository.lock_user(session, user.id)
         if current is None or current.password_hash != user.password_hash:
             raise PasswordChangedMeanwhile()
         current.password_hash = new_hash
         await save_new_version(session, current)
-        await audit_service.record(
+        await audit_trail.record(
             session,
             principal,
             action="user.password_change",
@@ -200,8 +204,15 @@ async def change_own_password(
         )
         await auth_service.revoke_user_sessions(
             session,
-            services,
+            limiter,
             user_id=current.id,
             reason="password_changed",
             keep_family=principal.session_id,
         )
+
+
+async def create_staff(session: AsyncSession, *, email: str, password_hash: str) -> StaffUser:
+    """A support engineer account (operators only, from the CLI)."""
+    staff = StaffUser(id=uuid.uuid4(), email=email, password_hash=password_hash, role="support")
+    await insert_unique(session, staff, taken=Conflict("A staff account with this email exists."))
+    return staff

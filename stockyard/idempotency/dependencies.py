@@ -11,11 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.api.services import ServicesDep
-from stockyard.auth.dependencies import CurrentPrincipal
-from stockyard.auth.tokens import AccessClaims
+from stockyard.auth.pipeline import CurrentPrincipal, TenantSession
+from stockyard.core.dependencies import SettingsDep
+from stockyard.core.principal import AccessClaims
 from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
-from stockyard.tenants.dependencies import TenantSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +50,7 @@ async def get_idempotent_post(
     request: Request,
     session: TenantSession,
     principal: CurrentPrincipal,
-    services: ServicesDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> IdempotentPost:
     return IdempotentPost(
@@ -59,7 +58,7 @@ async def get_idempotent_post(
         principal=principal,
         key=idempotency_key,
         route=request.url.path,
-        ttl=services.settings.idempotency_ttl_seconds,
+        ttl=settings.idempotency_ttl_seconds,
     )
 
 

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.auth.tokens import AccessClaims
 from stockyard.core.errors import ValidationFailed
+from stockyard.core.principal import AccessClaims
 from stockyard.idempotency import repository as idempotency_repository
 
 IdempotencyKeyHeader = Annotated[

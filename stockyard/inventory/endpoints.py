@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from stockyard.api.concurrency import IfMatch, etag, expected_version
-from stockyard.api.deps import InventoryReader, InventoryWriter, TenantSession
-from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, split_page, text_cursor
+from stockyard.auth.pipeline import InventoryReader, InventoryWriter, TenantSession
+from stockyard.core.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, split_page, text_cursor
+from stockyard.core.preconditions import IfMatch, etag, expected_version
+from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.idempotency.dependencies import Idempotent
 from stockyard.inventory import service as catalog_service
 from stockyard.inventory.schemas import (

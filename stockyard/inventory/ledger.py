@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.audit import service as audit_service
-from stockyard.auth.tokens import AccessClaims
+from stockyard.core import audit_trail
 from stockyard.core.ids import new_id, new_ids
+from stockyard.core.principal import AccessClaims
 from stockyard.inventory import bulk_repository, ledger_repository
 from stockyard.inventory import repository as catalog_repository
 from stockyard.inventory.exceptions import (
@@ -178,7 +178,7 @@ async def record_movement(
         reference=body.reference,
     )
     await ledger_repository.add_movements(session, [movement])
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="movement.create",
@@ -229,7 +229,7 @@ async def transfer(
         for location, delta in ((source, -body.quantity), (target, body.quantity))
     ]
     await ledger_repository.add_movements(session, movements)
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="transfer.create",
@@ -294,7 +294,7 @@ async def ingest(
             "Some balances would fall below what is reserved.",
             details={"items": [{"index": p.index, "reason": p.reason} for p in short]},
         )
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="movement.bulk",
@@ -399,7 +399,7 @@ async def reserve(
         updated_at=now,
     )
     await ledger_repository.add_reservation(session, reservation)
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="reservation.create",
@@ -456,7 +456,7 @@ async def _close(
         await ledger_repository.add_movements(session, [movement])
         movement_out = movement_read(movement, sku, code)
     await session.flush()
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action=f"reservation.{'commit' if commit else 'release'}",

@@ -8,14 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from stockyard.api.deps import (
-    InventoryReader,
-    InventoryWriter,
-    RequestId,
-    TenantSession,
-)
-from stockyard.api.openapi import AUTHENTICATED, error_responses
-from stockyard.api.pagination import (
+from stockyard.auth.pipeline import InventoryReader, InventoryWriter, TenantSession
+from stockyard.core.dependencies import RequestId
+from stockyard.core.pagination import (
     DEFAULT_PAGE_SIZE,
     Cursor,
     Limit,
@@ -23,6 +18,7 @@ from stockyard.api.pagination import (
     split_page,
     text_pair_cursor,
 )
+from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant
 from stockyard.idempotency.dependencies import Idempotent
 from stockyard.inventory import ledger

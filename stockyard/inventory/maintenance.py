@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from stockyard.core import tenancy
 from stockyard.idempotency import repository as idempotency_repository
 from stockyard.inventory import ledger_repository
 from stockyard.tenants import repository as tenant_repository
@@ -29,11 +30,11 @@ async def sweep(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, in
     released = deleted = 0
     for tenant_id in expiring:
         async with sessionmaker() as session, session.begin():
-            await tenant_repository.set_current_tenant(session, tenant_id)
+            await tenancy.set_current_tenant(session, tenant_id)
             released += await ledger_repository.expire_all_reservations(session)
     for tenant_id in stale:
         async with sessionmaker() as session, session.begin():
-            await tenant_repository.set_current_tenant(session, tenant_id)
+            await tenancy.set_current_tenant(session, tenant_id)
             deleted += await idempotency_repository.delete_expired(session)
     if released or deleted:
         log.info("sweep_done", balances_released=released, idempotency_keys_deleted=deleted)
@@ -61,7 +62,7 @@ async def find_drift(session: AsyncSession, *, tenant_slug: str | None) -> list[
     found: list[Drift] = []
     for tenant_id in tenants:
         async with session.begin_nested():
-            await tenant_repository.set_current_tenant(session, tenant_id)
+            await tenancy.set_current_tenant(session, tenant_id)
             rows = await ledger_repository.drift(session)
         found += [
             Drift(

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.audit import service as audit_service
-from stockyard.auth.tokens import AccessClaims
+from stockyard.core import audit_trail
 from stockyard.core.database import insert_unique, save_new_version
 from stockyard.core.errors import Conflict, PreconditionFailed
+from stockyard.core.principal import AccessClaims
 from stockyard.inventory import repository as catalog_repository
 from stockyard.inventory.exceptions import CodeTaken, LocationNotFound, ProductNotFound, SkuTaken
 from stockyard.inventory.models import Location, Product
@@ -29,7 +29,7 @@ async def create_product(
     product = Product(tenant_id=principal.tenant_id, id=uuid.uuid4(), **body.model_dump())
     await insert_unique(session, product, taken=SkuTaken())
     await session.refresh(product)
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="product.create",
@@ -82,7 +82,7 @@ async def update_product(
         if value is not None or field in {"description", "reorder_point"}:
             setattr(product, field, value)
     await save_new_version(session, product)
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="product.update",
@@ -107,7 +107,7 @@ async def archive_product(
             at=product.archived_at,
             stale=Conflict("The product changed while it was being archived; retry."),
         )
-        await audit_service.record(
+        await audit_trail.record(
             session,
             principal,
             action="product.archive",
@@ -124,7 +124,7 @@ async def create_location(
     location = Location(tenant_id=principal.tenant_id, id=uuid.uuid4(), **body.model_dump())
     await insert_unique(session, location, taken=CodeTaken())
     await session.refresh(location)
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="location.create",
@@ -176,7 +176,7 @@ async def update_location(
     if body.name is not None:
         location.name = body.name
     await save_new_version(session, location)
-    await audit_service.record(
+    await audit_trail.record(
         session,
         principal,
         action="location.update",
@@ -200,7 +200,7 @@ async def archive_location(
             at=location.archived_at,
             stale=Conflict("The location changed while it was being archived; retry."),
         )
-        await audit_service.record(
+        await audit_trail.record(
             session,
             principal,
             action="location.archive",

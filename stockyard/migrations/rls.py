@@ -5,18 +5,15 @@ from __future__ import annotations
 from alembic import op
 
 from stockyard.core.settings import APP_ROLE
+from stockyard.core.tenancy import CURRENT_TENANT, tenant_policy_statements
 
-CURRENT_TENANT = "(SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid)"
+__all__ = ["CURRENT_TENANT", "enable_tenant_rls", "grant_app"]
 
 
 def enable_tenant_rls(table: str, *, column: str = "tenant_id") -> None:
     """Wall a table off by tenant. FORCE makes the policy bind the table owner as well."""
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON {table} TO PUBLIC "
-        f"USING ({column} = {CURRENT_TENANT}) WITH CHECK ({column} = {CURRENT_TENANT})"
-    )
+    for statement in tenant_policy_statements(table, column=column):
+        op.execute(statement)
 
 
 def grant_app(table: str, privileges: str) -> None:

@@ -1,11 +1,6 @@
 from __future__ import annotations
 
-from stockyard.core.errors import Conflict, Forbidden
-
-
-class SignupDisabled(Forbidden):
-    code = "signup_disabled"
-    message = "Self-service signup is disabled on this deployment."
+from stockyard.core.errors import Conflict
 
 
 class SlugTaken(Conflict):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Annotated
 
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stockyard.tenants import repository as tenant_repository
@@ -38,3 +40,11 @@ class TenantLimits:
 
     def forget(self, tenant_id: uuid.UUID) -> None:
         self._cache.pop(tenant_id, None)
+
+
+def get_tenant_limits(request: Request) -> TenantLimits:
+    limits: TenantLimits = request.app.state.tenant_limits
+    return limits
+
+
+TenantLimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]

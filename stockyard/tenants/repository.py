@@ -3,46 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from sqlalchemy import Connection, event, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.tenants.models import Tenant
-
-_SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
-
-
-async def set_current_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    """Scope the open transaction to one tenant. Transaction-local (`true`): it ends with the
-    transaction, so a pooled connection never carries it into the next request."""
-    await session.execute(_SET_TENANT, {"tenant_id": str(tenant_id)})
-
-
-def scope_to_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    """Scope every transaction this session begins to one tenant, as its first statement.
-
-    The setting is sent when the session first takes a connection, not now: a request that
-    does CPU work before its first query (hashing a password) holds no pooled connection
-    meanwhile. Still transaction-local, so the connection goes back to the pool clean."""
-
-    def _set(_: Session, __: SessionTransaction, connection: Connection) -> None:
-        connection.execute(_SET_TENANT, {"tenant_id": str(tenant_id)})
-
-    event.listen(session.sync_session, "after_begin", _set)
-
-
-@asynccontextmanager
-async def tenant_transaction(
-    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
-) -> AsyncIterator[AsyncSession]:
-    """A short transaction of its own in one tenant, committed when the block ends: for the
-    flows that must give their connection back while they wait on slow CPU work."""
-    async with sessionmaker() as session, session.begin():
-        scope_to_tenant(session, tenant_id)
-        yield session
 
 
 async def tenant_id_for_slug(session: AsyncSession, slug: str) -> uuid.UUID | None:

@@ -1,14 +1,17 @@
+"""Signup: a tenant and its first owner account, created together."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from stockyard.api.openapi import error_responses
-from stockyard.api.services import ServicesDep
+from stockyard.auth import signup
+from stockyard.auth.exceptions import SignupDisabled
 from stockyard.auth.guard import limit_by_ip
-from stockyard.tenants import service as tenant_service
-from stockyard.tenants.dependencies import UnscopedSession
-from stockyard.tenants.exceptions import SignupDisabled
-from stockyard.tenants.schemas import TenantCreate, TenantRead
+from stockyard.auth.pipeline import UnscopedSession
+from stockyard.auth.schemas import TenantCreate
+from stockyard.core.dependencies import SettingsDep
+from stockyard.core.responses import error_responses
+from stockyard.tenants.schemas import TenantRead
 
 router = APIRouter(prefix="/api/v1", tags=["tenants"])
 
@@ -24,11 +27,11 @@ router = APIRouter(prefix="/api/v1", tags=["tenants"])
 async def create_tenant(
     body: TenantCreate,
     session: UnscopedSession,
-    services: ServicesDep,
+    settings: SettingsDep,
 ) -> TenantRead:
-    if not services.settings.allow_signup:
+    if not settings.allow_signup:
         raise SignupDisabled()
-    tenant = await tenant_service.create_tenant(
+    tenant = await signup.create_tenant(
         session,
         name=body.name,
         slug=body.slug,

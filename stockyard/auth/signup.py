@@ -1,4 +1,4 @@
-"""Creating tenants: the tenant row and its first owner, in one transaction."""
+"""Signup: the tenant row and its first owner, in one transaction."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from stockyard.auth.models import User
 from stockyard.auth.passwords import hash_password
 from stockyard.auth.scopes import Role
 from stockyard.auth.service import normalize_email
+from stockyard.core import tenancy
 from stockyard.core.database import insert_unique
-from stockyard.tenants import repository as tenant_repository
 from stockyard.tenants.exceptions import SlugTaken
 from stockyard.tenants.models import Tenant
 
@@ -24,7 +24,7 @@ async def create_tenant(
     first insert, so row-level security admits exactly these rows and no others."""
     tenant_id = uuid.uuid4()
     password_hash = await hash_password(owner_password)
-    await tenant_repository.set_current_tenant(session, tenant_id)
+    await tenancy.set_current_tenant(session, tenant_id)
     tenant = Tenant(id=tenant_id, slug=slug, name=name)
     await insert_unique(session, tenant, taken=SlugTaken())
     await auth_repository.add(

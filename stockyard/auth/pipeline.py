@@ -1,0 +1,218 @@
+"""The request pipeline: how a request becomes a verified caller inside its tenant's
+transaction. Read top to bottom, in the order a request passes through it:
+
+1. bearer token -> verified claims (signature, issuer, audience, expiry; no database);
+2. the limiter, which in the same Redis round trip says whether the session or the token was
+   revoked (a forged, expired, revoked or over-limit token never costs a database connection);
+3. the request's one transaction, scoped to the token's tenant by a transaction-local setting
+   that row-level security reads;
+4. when Redis had no answer on revocation, PostgreSQL decides (and Redis learns it);
+5. `require(scope)`: the only authorization check routes make.
+
+The aliases routes declare (`TenantSession`, `InventoryReader`, …) are at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from stockyard.auth import repository as auth_repository
+from stockyard.auth.keys import KeyRingDep
+from stockyard.auth.limiter import LimiterDep, Revocation, revoked_token_of
+from stockyard.auth.scopes import Scope
+from stockyard.auth.tokens import verify_access_token
+from stockyard.core import tenancy
+from stockyard.core.dependencies import SessionmakerDep, SettingsDep
+from stockyard.core.errors import Forbidden, InvalidToken, Unauthorized, bearer_challenge
+from stockyard.core.principal import AccessClaims
+from stockyard.tenants.limits import TenantLimitsDep
+
+# auto_error=False: a missing header becomes our 401 envelope, not FastAPI's bare 403.
+_bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/token.")
+# The same bearer token, described as the OAuth 2.0 flows that issue it, so the document
+# (and /docs, which can sign in with it) names the token endpoint. Never read: _bearer is.
+_oauth2 = OAuth2(
+    flows=OAuthFlows(
+        password=OAuthFlowPassword(
+            tokenUrl="/api/v1/auth/token", scopes={scope.value: scope.name for scope in Scope}
+        ),
+        clientCredentials=OAuthFlowClientCredentials(
+            tokenUrl="/api/v1/auth/token", scopes={scope.value: scope.name for scope in Scope}
+        ),
+    ),
+    auto_error=False,
+    description="Password grant (username = email, plus a `tenant` form field) or client "
+    "credentials; send the access token as a bearer token.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    claims: AccessClaims
+    # Whether Redis already vouched for the session; if not, step 4 asks PostgreSQL.
+    revocation: Revocation
+
+
+# Steps 1 and 2.
+async def authenticate(
+    request: Request,
+    settings: SettingsDep,
+    keyring: KeyRingDep,
+    limiter: LimiterDep,
+    tenant_limits: TenantLimitsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _documented: Annotated[str | None, Depends(_oauth2)],
+) -> Authenticated:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("A bearer access token is required.")
+    claims = await verify_access_token(
+        keyring, credentials.credentials, issuer=settings.issuer, audience=settings.jwt_audience
+    )
+    structlog.contextvars.bind_contextvars(
+        tenant_id=str(claims.tenant_id), subject=str(claims.subject)
+    )
+    request.state.claims = claims
+    if not settings.rate_limit_enabled:
+        return Authenticated(claims=claims, revocation=Revocation.UNKNOWN)
+    per_minute, burst = await tenant_limits.get(claims.tenant_id)
+    decision = await limiter.check_session(
+        claims.session_id, token_id=claims.token_id, per_minute=per_minute, burst=burst
+    )
+    if decision.limit:
+        request.state.rate_limit_headers = decision.headers()
+    if decision.revocation is Revocation.REVOKED:
+        raise InvalidToken("The session has been revoked.")
+    decision.raise_if_limited()
+    return Authenticated(claims=claims, revocation=decision.revocation)
+
+
+Authentication = Annotated[Authenticated, Depends(authenticate)]
+
+
+# Step 3: one transaction per request, committed by the dependency when the route returns
+# (before the response is sent: scope="function"), rolled back when it raises.
+@asynccontextmanager
+async def request_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        await session.begin()
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+async def get_tenant_session(
+    settings: SettingsDep,
+    sessionmaker: SessionmakerDep,
+    limiter: LimiterDep,
+    auth: Authentication,
+) -> AsyncIterator[AsyncSession]:
+    """The tenant comes from the verified token alone; the transaction is scoped to it before
+    any statement runs, so row-level security shows this request that tenant's rows only."""
+    claims = auth.claims
+    if claims.is_staff:
+        raise Forbidden("Staff tokens can't reach tenant data.")
+    async with request_transaction(sessionmaker) as session:
+        tenancy.scope_to_tenant(session, claims.tenant_id)
+        if auth.revocation is Revocation.UNKNOWN:
+            # Step 4: Redis had nothing on this session: PostgreSQL decides, Redis learns it.
+            family_revoked = await auth_repository.is_session_revoked(session, claims)
+            token_revoked = not family_revoked and (
+                await auth_repository.is_access_token_revoked(session, claims)
+            )
+            if settings.rate_limit_enabled:
+                await limiter.remember(
+                    claims.session_id, Revocation.REVOKED if family_revoked else Revocation.LIVE
+                )
+                if token_revoked:
+                    await limiter.revoke([], [revoked_token_of(claims)])
+            if family_revoked:
+                raise InvalidToken("The session has been revoked.")
+            if token_revoked:
+                raise InvalidToken("The access token has been revoked.")
+            # Give the connection back until the route needs one: a route that first does
+            # slow CPU work (hashing a password) must not hold it. Its own work begins a
+            # fresh transaction, scoped to the tenant again, at its first statement.
+            await session.commit()
+        yield session
+
+
+async def get_support_session(
+    sessionmaker: SessionmakerDep, auth: Authentication
+) -> AsyncIterator[AsyncSession]:
+    """A transaction for platform staff: no tenant, and the routes that use it switch to the
+    support role, which the database lets read the audit trail and nothing else."""
+    claims = auth.claims
+    if not claims.is_staff or Scope.SUPPORT_READ not in claims.scopes:
+        raise Forbidden("Support routes are for platform staff.")
+    async with request_transaction(sessionmaker) as session:
+        if auth.revocation is Revocation.UNKNOWN and await auth_repository.is_session_revoked(
+            session, claims
+        ):
+            raise InvalidToken("The session has been revoked.")
+        yield session
+
+
+async def get_unscoped_session(sessionmaker: SessionmakerDep) -> AsyncIterator[AsyncSession]:
+    """A request transaction with no tenant yet: sign-in and signup choose it themselves.
+    Until they do, row-level security shows this session nothing."""
+    async with request_transaction(sessionmaker) as session:
+        yield session
+
+
+TenantSession = Annotated[AsyncSession, Depends(get_tenant_session, scope="function")]
+SupportSession = Annotated[AsyncSession, Depends(get_support_session, scope="function")]
+UnscopedSession = Annotated[AsyncSession, Depends(get_unscoped_session, scope="function")]
+
+
+# Step 5. The principal depends on the tenant session so that it exists only once step 4
+# has confirmed the session is live: a route that reads the principal first still gets it
+# after the revocation check.
+async def get_principal(auth: Authentication, session: TenantSession) -> AccessClaims:
+    del session
+    return auth.claims
+
+
+CurrentPrincipal = Annotated[AccessClaims, Depends(get_principal)]
+
+
+def require(*scopes: Scope) -> Callable[..., Coroutine[Any, Any, AccessClaims]]:
+    """A dependency that admits callers holding every scope named, else 403 `forbidden` with
+    an RFC 6750 `insufficient_scope` challenge naming what the token lacks."""
+    needed = frozenset(scopes)
+
+    async def _require(principal: CurrentPrincipal) -> AccessClaims:
+        missing = needed - principal.scopes
+        if missing:
+            raise Forbidden(
+                "This needs the scope " + " ".join(sorted(missing)) + ".",
+                details={"missing_scopes": sorted(missing)},
+                headers={
+                    "WWW-Authenticate": bearer_challenge(
+                        error="insufficient_scope", scope=" ".join(sorted(needed))
+                    )
+                },
+            )
+        return principal
+
+    return _require
+
+
+InventoryReader = Annotated[AccessClaims, Depends(require(Scope.INVENTORY_READ))]
+InventoryWriter = Annotated[AccessClaims, Depends(require(Scope.INVENTORY_WRITE))]
+UsersAdmin = Annotated[AccessClaims, Depends(require(Scope.USERS_ADMIN))]
+ClientsAdmin = Annotated[AccessClaims, Depends(require(Scope.CLIENTS_ADMIN))]
+AuditReader = Annotated[AccessClaims, Depends(require(Scope.AUDIT_READ))]

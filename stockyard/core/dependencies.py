@@ -1,0 +1,44 @@
+"""What the application's lifespan built, reached through the request, one typed dependency
+each: a route or a domain service names exactly what it uses."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from stockyard.core.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+def get_redis(request: Request) -> Redis:
+    redis: Redis = request.app.state.redis
+    return redis
+
+
+def get_request_id(request: Request) -> str | None:
+    request_id = request.scope.get("state", {}).get("request_id")
+    return request_id if isinstance(request_id, str) else None
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+RequestId = Annotated[str | None, Depends(get_request_id)]

@@ -1,0 +1,63 @@
+"""Where tenancy is enforced: one transaction-local setting, and the row-level security
+policy on every tenant table that reads it.
+
+A request's transaction is scoped to the tenant of its verified token (auth/pipeline.py) by
+`scope_to_tenant`; the database then shows and accepts only that tenant's rows. The API's
+role cannot bypass row-level security, and FORCE makes the policy bind the tables' owner too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import Connection, event, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction
+
+# The tenant the current transaction is scoped to, or NULL when it is scoped to none (then a
+# policy matches no row at all).
+CURRENT_TENANT = "(SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid)"
+
+_SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
+
+
+def tenant_policy_statements(table: str, *, column: str = "tenant_id") -> list[str]:
+    """The DDL that walls a table off by tenant (migrations, and each new partition)."""
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+        f"CREATE POLICY tenant_isolation ON {table} TO PUBLIC "
+        f"USING ({column} = {CURRENT_TENANT}) WITH CHECK ({column} = {CURRENT_TENANT})",
+    ]
+
+
+async def set_current_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Scope the open transaction to one tenant. Transaction-local (`true`): it ends with the
+    transaction, so a pooled connection never carries it into the next request."""
+    await session.execute(_SET_TENANT, {"tenant_id": str(tenant_id)})
+
+
+def scope_to_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Scope every transaction this session begins to one tenant, as its first statement.
+
+    The setting is sent when the session first takes a connection, not now: a request that
+    does CPU work before its first query (hashing a password) holds no pooled connection
+    meanwhile. Still transaction-local, so the connection goes back to the pool clean."""
+
+    def _set(_: Session, __: SessionTransaction, connection: Connection) -> None:
+        connection.execute(_SET_TENANT, {"tenant_id": str(tenant_id)})
+
+    event.listen(session.sync_session, "after_begin", _set)
+
+
+@asynccontextmanager
+async def tenant_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
+) -> AsyncIterator[AsyncSession]:
+    """A short transaction of its own in one tenant, committed when the block ends: for the
+    flows that must give their connection back while they wait on slow CPU work."""
+    async with sessionmaker() as session, session.begin():
+        scope_to_tenant(session, tenant_id)
+        yield session
