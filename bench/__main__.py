@@ -32,10 +32,10 @@ import httpx
 
 from bench import driver, seed, wrk
 from bench.stats import summarize
-from stockyard.core.bootstrap import migrate
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.embedded import EmbeddedServices
 from stockyard.core.settings import Settings
+from stockyard.migrations.runner import migrate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 PASSWORD = "bench passphrase 123"

@@ -16,15 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard import __version__
 from stockyard.core import tenancy
-from stockyard.core.bootstrap import (
-    ConfigurationError,
-    Runtime,
-    load_settings,
-    migrate,
-    start_runtime,
-)
+from stockyard.core.bootstrap import ConfigurationError, Runtime, load_settings, start_runtime
 from stockyard.core.database import create_engine, create_sessionmaker, owner_url
 from stockyard.core.logging import configure_logging
+from stockyard.migrations.runner import migrate
 
 app = typer.Typer(help="Stockyard: multi-tenant inventory API.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)

@@ -13,9 +13,9 @@ import pytest
 from fastapi import FastAPI
 
 from stockyard.api.app import create_app
-from stockyard.core.bootstrap import migrate
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.settings import Settings
+from stockyard.migrations.runner import migrate
 from tests.crew import Crew, make_crew
 from tests.helpers import Tenant, signup
 from tests.services import TestServices, test_services

@@ -1,19 +1,16 @@
-"""Getting from configuration to a running database: embedded services, migrations, keys."""
+"""Getting from configuration to running services: settings, and the embedded PostgreSQL and
+Redis when none are configured. Migrating them is stockyard/migrations/runner.py."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import text
-from sqlalchemy.engine import URL
 
-from stockyard.core.database import create_engine, create_sessionmaker, owner_url
 from stockyard.core.embedded import EmbeddedServices, ensure_secret_key
-from stockyard.core.settings import APP_ROLE, Settings
+from stockyard.core.settings import Settings
 
 log = structlog.get_logger()
 
@@ -59,36 +56,3 @@ def start_runtime(settings: Settings) -> Runtime:
         runtime.settings = runtime.settings.model_copy(update={"migrate_on_start": True})
     log.info("services_mode", mode=runtime.mode, data_dir=str(settings.data_dir))
     return runtime
-
-
-def migrate(settings: Settings, database_url: URL | None = None) -> None:
-    """Upgrade the schema as the owner, set the app role's password, ensure a signing key."""
-    from stockyard.migrations import runner
-
-    url = database_url or owner_url(settings)
-    runner.upgrade(url)
-    asyncio.run(_after_upgrade(settings, url))
-    log.info("migrated", database=url.database)
-
-
-async def _after_upgrade(settings: Settings, url: URL) -> None:
-    from stockyard.audit import repository as audit_repository
-    from stockyard.auth import keys
-
-    if settings.secret_key is None:
-        raise ConfigurationError("invalid STOCKYARD_SECRET_KEY: required to create signing keys")
-    engine = create_engine(url, settings, pool_size=1)
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            if settings.app_database_password is not None:
-                # Not a bind parameter: ALTER ROLE takes no parameters; quote it as a literal.
-                password = settings.app_database_password.get_secret_value().replace("'", "''")
-                await session.execute(text(f"ALTER ROLE {APP_ROLE} PASSWORD '{password}'"))
-            await audit_repository.ensure_partitions(session)
-            await keys.ensure_current_key(
-                session,
-                secret_key=settings.secret_key.get_secret_value(),
-                access_token_ttl=settings.access_token_ttl_seconds,
-            )
-    finally:
-        await engine.dispose()

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stockyard.core.bootstrap import migrate
 from stockyard.core.embedded import EmbeddedServices
+from stockyard.migrations.runner import migrate
 from tests.conftest import make_settings, running_app
 from tests.services import TestServices
 

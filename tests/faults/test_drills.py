@@ -14,10 +14,10 @@ import asyncpg
 import httpx
 import pytest
 
-from stockyard.core.bootstrap import migrate
 from stockyard.core.database import owner_url, to_libpq_dsn
 from stockyard.core.embedded import EmbeddedServices
 from stockyard.core.settings import Settings
+from stockyard.migrations.runner import migrate
 from tests.conftest import make_settings, running_app
 from tests.helpers import signup
 from tests.inventory.helpers import Inventory
