@@ -234,7 +234,7 @@ async def _orm_row_by_row(
     statement per movement, in one transaction, as the app role."""
     from stockyard.core.database import create_engine, create_sessionmaker
     from stockyard.core.ids import new_id
-    from stockyard.inventory import ledger_repository
+    from stockyard.inventory.ledger import repository as ledger_repository
     from stockyard.inventory.models import Movement
     from stockyard.tenants.repository import set_current_tenant
 

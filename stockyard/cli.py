@@ -341,7 +341,7 @@ def check(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant (slug).")] = None,
 ) -> None:
     """Recompute every balance from the ledger and report drift (exit 1 if any)."""
-    from stockyard.inventory import maintenance
+    from stockyard.inventory.ledger import maintenance
 
     with _runtime() as runtime:
         drift = _with_owner_session(

@@ -16,9 +16,9 @@ from stockyard.api.app import create_app
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.settings import Settings
 from stockyard.migrations.runner import migrate
-from tests.crew import Crew, make_crew
-from tests.helpers import Tenant, signup
-from tests.services import TestServices, test_services
+from tests.support.crew import Crew, make_crew
+from tests.support.helpers import Tenant, signup
+from tests.support.services import TestServices, test_services
 
 UNLIMITED = 10_000_000
 

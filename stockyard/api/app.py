@@ -37,9 +37,10 @@ from stockyard.core.errors import PayloadTooLarge
 from stockyard.core.logging import configure_logging
 from stockyard.core.redis import create_redis
 from stockyard.core.settings import Settings, get_settings
-from stockyard.inventory import maintenance
-from stockyard.inventory.endpoints import router as catalog_router
-from stockyard.inventory.ledger_endpoints import router as ledger_router
+from stockyard.inventory.catalogue.endpoints import router as catalogue_router
+from stockyard.inventory.ledger import maintenance
+from stockyard.inventory.ledger.endpoints import router as ledger_router
+from stockyard.inventory.reservations.endpoints import router as reservations_router
 from stockyard.tenants.limits import TenantLimits
 
 log = structlog.get_logger()
@@ -213,8 +214,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(signup_router)
     app.include_router(auth_router)
     app.include_router(admin_router)
-    app.include_router(catalog_router)
+    app.include_router(catalogue_router)
     app.include_router(ledger_router)
+    app.include_router(reservations_router)
     app.include_router(audit_router)
     app.include_router(metrics_router)
     return app

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from stockyard.audit import repository as audit_repository
 from stockyard.audit import service as audit_service
 from stockyard.audit.schemas import AuditEventRead, AuditPage, RequestTrace, TraceEvent
-from stockyard.auth.pipeline import AuditReader, Authentication, SupportSession, TenantSession
+from stockyard.auth.pipeline import READS_AUDIT, Authentication, SupportSession, TenantSession
 from stockyard.core.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, instant_cursor, split_page
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant
@@ -24,11 +24,14 @@ RequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 
 
 @router.get(
-    "/audit", response_model=AuditPage, tags=["audit"], responses=error_responses(*AUTHENTICATED)
+    "/audit",
+    response_model=AuditPage,
+    tags=["audit"],
+    responses=error_responses(*AUTHENTICATED),
+    dependencies=[READS_AUDIT],
 )
 async def list_audit_events(
     session: TenantSession,
-    principal: AuditReader,
     request_id: Annotated[str | None, Query(max_length=128)] = None,
     actor_id: Annotated[uuid.UUID | None, Query()] = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
@@ -37,7 +40,6 @@ async def list_audit_events(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> AuditPage:
-    del principal
     events = await audit_repository.list_events(
         session,
         request_id=request_id,

@@ -11,7 +11,14 @@ from stockyard.auth import client_service, user_service
 from stockyard.auth.guard import client_ip
 from stockyard.auth.limiter import LimiterDep
 from stockyard.auth.models import ApiClient
-from stockyard.auth.pipeline import ClientsAdmin, TenantSession, UsersAdmin, require
+from stockyard.auth.pipeline import (
+    ADMINISTERS_CLIENTS,
+    ADMINISTERS_USERS,
+    ClientsAdmin,
+    TenantSession,
+    UsersAdmin,
+    require,
+)
 from stockyard.auth.schemas import (
     ClientCreate,
     ClientCreated,
@@ -43,10 +50,15 @@ AnyUser = Annotated[AccessClaims, Depends(require())]
 ERRORS = error_responses(*AUTHENTICATED, 404)
 
 
-@router.get("/users", response_model=UserPage, tags=["users"], responses=ERRORS)
+@router.get(
+    "/users",
+    response_model=UserPage,
+    tags=["users"],
+    responses=ERRORS,
+    dependencies=[ADMINISTERS_USERS],
+)
 async def list_users(
     session: TenantSession,
-    principal: UsersAdmin,
     role: Annotated[Role | None, Query()] = None,
     is_active: Annotated[bool | None, Query()] = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
@@ -54,7 +66,6 @@ async def list_users(
 ) -> UserPage:
     users = await user_service.list_users(
         session,
-        principal,
         role=role,
         is_active=is_active,
         after=id_cursor(cursor),
@@ -80,11 +91,15 @@ async def create_user(
     return UserRead.model_validate(user)
 
 
-@router.get("/users/{user_id}", response_model=UserRead, tags=["users"], responses=ERRORS)
-async def get_user(
-    user_id: uuid.UUID, session: TenantSession, principal: UsersAdmin, response: Response
-) -> UserRead:
-    user = await user_service.get_user(session, principal, user_id=user_id)
+@router.get(
+    "/users/{user_id}",
+    response_model=UserRead,
+    tags=["users"],
+    responses=ERRORS,
+    dependencies=[ADMINISTERS_USERS],
+)
+async def get_user(user_id: uuid.UUID, session: TenantSession, response: Response) -> UserRead:
+    user = await user_service.get_user(session, user_id=user_id)
     response.headers["ETag"] = etag(user.version)
     return UserRead.model_validate(user)
 
@@ -175,16 +190,20 @@ async def create_client(
     return ClientCreated(**_client_read(client).model_dump(), client_secret=secret)
 
 
-@router.get("/clients", response_model=ClientPage, tags=["clients"], responses=ERRORS)
+@router.get(
+    "/clients",
+    response_model=ClientPage,
+    tags=["clients"],
+    responses=ERRORS,
+    dependencies=[ADMINISTERS_CLIENTS],
+)
 async def list_clients(
     session: TenantSession,
-    principal: ClientsAdmin,
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> ClientPage:
     clients = await client_service.list_clients(
         session,
-        principal,
         after=instant_cursor(cursor),
         limit=limit + 1,
     )

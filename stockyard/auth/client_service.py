@@ -45,12 +45,10 @@ async def create_client(
 
 async def list_clients(
     session: AsyncSession,
-    principal: AccessClaims,
     *,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[ApiClient]:
-    del principal
     return await auth_repository.list_clients(session, after=after, limit=limit)
 
 

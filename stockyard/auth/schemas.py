@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from stockyard.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from stockyard.auth.scopes import Role
+from stockyard.auth.scopes import ClientScope, Role
 from stockyard.core.schemas import NO_NUL, JsonBool, RequestBody
 
 
@@ -20,13 +20,6 @@ class OAuthErrorCode(StrEnum):
     UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
     INVALID_SCOPE = "invalid_scope"
     UNSUPPORTED_TOKEN_TYPE = "unsupported_token_type"  # noqa: S105 - an error code
-
-
-class ClientScope(StrEnum):
-    """What an API client may be granted: inventory access, never administration."""
-
-    INVENTORY_READ = "inventory:read"
-    INVENTORY_WRITE = "inventory:write"
 
 
 class OAuthErrorResponse(BaseModel):

@@ -21,8 +21,6 @@ class Scope(StrEnum):
     SUPPORT_READ = "support:read"
 
 
-ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
-
 _ADMIN_SCOPES = frozenset(
     {
         Scope.INVENTORY_READ,
@@ -40,7 +38,13 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.OWNER: _ADMIN_SCOPES,
 }
 
-# API clients act for an application, never administer the tenant.
-CLIENT_GRANTABLE_SCOPES = frozenset({Scope.INVENTORY_READ, Scope.INVENTORY_WRITE})
+
+class ClientScope(StrEnum):
+    """What an API client may be granted: it acts for an application, and never administers
+    the tenant."""
+
+    INVENTORY_READ = Scope.INVENTORY_READ.value
+    INVENTORY_WRITE = Scope.INVENTORY_WRITE.value
+
 
 STAFF_SCOPES = frozenset({Scope.SUPPORT_READ})

@@ -35,21 +35,18 @@ def _may_manage(actor: AccessClaims, role: str) -> bool:
 
 async def list_users(
     session: AsyncSession,
-    principal: AccessClaims,
     *,
     role: Role | None,
     is_active: bool | None,
     after: uuid.UUID | None,
     limit: int,
 ) -> list[User]:
-    del principal
     return await auth_repository.list_users(
         session, role=role.value if role else None, is_active=is_active, after=after, limit=limit
     )
 
 
-async def get_user(session: AsyncSession, principal: AccessClaims, *, user_id: uuid.UUID) -> User:
-    del principal
+async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User:
     user = await auth_repository.get_user(session, user_id)
     if user is None:
         raise NotFound("No such user.")
@@ -92,7 +89,7 @@ async def update_user(
 ) -> User:
     """Change name, role or active flag. Admins can't touch owners or make one; the tenant
     always keeps an active owner; a role change or deactivation ends the user's sessions."""
-    user = await get_user(session, principal, user_id=user_id)
+    user = await get_user(session, user_id=user_id)
     if user.version != version:
         raise PreconditionFailed()
     new_role = body.role.value if body.role is not None else user.role
@@ -136,7 +133,7 @@ async def deactivate_user(
     session: AsyncSession, limiter: RateLimiter, principal: AccessClaims, *, user_id: uuid.UUID
 ) -> None:
     """DELETE keeps the user (history points at it) but ends every session at once."""
-    user = await get_user(session, principal, user_id=user_id)
+    user = await get_user(session, user_id=user_id)
     if not user.is_active:
         return
     await update_user(
@@ -169,7 +166,7 @@ async def change_own_password(
     if principal.is_client:
         raise Forbidden("API clients have no password.")
     async with tenancy.tenant_transaction(sessionmaker, principal.tenant_id) as session:
-        user = await get_user(session, principal, user_id=principal.subject)
+        user = await get_user(session, user_id=principal.subject)
     await limit_login(
         limiter,
         settings,

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import Tenant
-from tests.inventory.helpers import Inventory
+from tests.support.helpers import Tenant
+from tests.support.inventory import Inventory
 
 
 def _cursor(values: object) -> str:

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stockyard.core.settings import Settings
-from tests.auth.test_keys import cli_env
+from tests.support.cli import cli_env
 from tests.support.serve import free_port, start_serve
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import Tenant
-from tests.inventory.helpers import Inventory
+from tests.support.helpers import Tenant
+from tests.support.inventory import Inventory
 
 
 async def _document(client: httpx.AsyncClient) -> dict[str, Any]:

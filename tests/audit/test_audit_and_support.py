@@ -9,13 +9,13 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from stockyard.core.settings import SUPPORT_ROLE, Settings
-from tests.auth.test_keys import run_cli
 from tests.conftest import make_settings, running_app
-from tests.crew import Crew
-from tests.helpers import PASSWORD, Tenant, bearer
-from tests.inventory.helpers import Inventory
-from tests.security.test_permission_matrix import MATRIX
-from tests.services import TestServices
+from tests.support.cli import run_cli
+from tests.support.crew import Crew
+from tests.support.helpers import PASSWORD, Tenant, bearer
+from tests.support.inventory import Inventory
+from tests.support.permissions import MATRIX
+from tests.support.services import TestServices
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import signal
 import time
@@ -20,44 +19,16 @@ from joserfc import jwt as joserfc_jwt
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jwt as jwcrypto_jwt
 from jwt import PyJWKClient
-from typer.testing import CliRunner
 
 from stockyard.auth import keys
-from stockyard.cli import app as cli
 from stockyard.core.database import create_engine, create_sessionmaker, owner_url
 from stockyard.core.settings import Settings
 from tests.conftest import make_settings
-from tests.helpers import Tenant, bearer, password_login, signup
-from tests.services import TestServices
+from tests.support.cli import cli_env, run_cli
+from tests.support.helpers import Tenant, bearer, password_login, signup
 from tests.support.live import LiveServer
 from tests.support.serve import free_port, start_serve
-
-
-def cli_env(settings: Settings) -> dict[str, str]:
-    assert settings.secret_key is not None and settings.database_url and settings.redis_url
-    return {
-        "STOCKYARD_DATABASE_URL": settings.database_url,
-        "STOCKYARD_REDIS_URL": settings.redis_url,
-        "STOCKYARD_SECRET_KEY": settings.secret_key.get_secret_value(),
-        "STOCKYARD_LOG_LEVEL": "WARNING",
-        # Operators run the CLI with the server's settings; rotation timing depends on these.
-        "STOCKYARD_JWKS_MAX_AGE_SECONDS": str(settings.jwks_max_age_seconds),
-        "STOCKYARD_SIGNING_KEY_CACHE_SECONDS": str(settings.signing_key_cache_seconds),
-    }
-
-
-async def run_cli(settings: Settings, *args: str, stdin: str | None = None) -> tuple[int, str]:
-    """Invoke the CLI in-process; it configures logging for itself, so put ours back after."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        result = await asyncio.to_thread(
-            CliRunner().invoke, cli, list(args), env=cli_env(settings), input=stdin
-        )
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    return result.exit_code, result.output
+from tests.support.services import TestServices
 
 
 def _kid(token: str) -> str:

@@ -17,8 +17,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from stockyard.core.embedded import EmbeddedServices
 from stockyard.core.settings import Settings
 from tests.conftest import make_settings, running_app
-from tests.helpers import PASSWORD, bearer, password_login, refresh, signup
-from tests.services import TestServices
+from tests.support.helpers import PASSWORD, bearer, password_login, refresh, signup
+from tests.support.services import TestServices
 
 
 class Stack:
@@ -247,7 +247,7 @@ async def test_limiter_disabled_still_enforces_revocation(stack_factory: Any) ->
 async def test_set_limit_command_overrides_the_tenant(
     stack_factory: Any, settings: Settings
 ) -> None:
-    from tests.auth.test_keys import run_cli
+    from tests.support.cli import run_cli
 
     stack = await stack_factory(rate_limit_per_minute=600, rate_limit_burst=50)
     tenant = await signup(stack.client)

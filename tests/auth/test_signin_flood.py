@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from stockyard.core.settings import Settings
-from tests.helpers import signup
+from tests.support.helpers import signup
 from tests.support.live import LiveServer
 
 

@@ -11,8 +11,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.crew import add_client
-from tests.helpers import PASSWORD, Tenant, bearer, password_login, refresh
+from tests.support.crew import add_client
+from tests.support.helpers import PASSWORD, Tenant, bearer, password_login, refresh
 
 # The change starts this many seconds after the sign-in (negative: before it). Password
 # checks take ~50-150 ms here, so the sweep covers "before", "during" and "after".

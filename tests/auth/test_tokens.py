@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from stockyard.auth.keys import KeyPair
-from tests.crew import add_client, client_token
-from tests.helpers import PASSWORD, Tenant, bearer, password_login, refresh
+from tests.support.crew import add_client, client_token
+from tests.support.helpers import PASSWORD, Tenant, bearer, password_login, refresh
 
 
 def _b64(data: bytes) -> str:
@@ -132,11 +132,13 @@ async def test_unknown_kid_is_rejected(
 
 
 async def test_tampered_payload_is_rejected(client: httpx.AsyncClient, tenant: Tenant) -> None:
-    header, _, signature = tenant.access_token.split(".")
+    header, original, signature = tenant.access_token.split(".")
     claims = _claims_of(tenant)
-    claims["role"] = "owner"
-    claims["scope"] = claims["scope"] + " superpowers"
+    assert claims["role"] == "owner"
+    # A real escalation: a scope no role has, on a token otherwise as issued.
+    claims["scope"] = claims["scope"] + " support:read"
     payload = _b64(json.dumps(claims).encode())
+    assert payload != original
     await _assert_rejected(client, f"{header}.{payload}.{signature}")
 
 
@@ -314,7 +316,7 @@ async def test_grace_window_tolerates_only_the_immediately_previous_token(
     services: Any, settings: Any
 ) -> None:
     from tests.conftest import make_settings, running_app
-    from tests.helpers import signup
+    from tests.support.helpers import signup
 
     async with running_app(make_settings(services, refresh_reuse_grace_seconds=30)) as (_, c):
         tenant = await signup(c)
@@ -337,7 +339,7 @@ async def test_two_refreshes_within_grace_both_stay_usable(services: Any, settin
     response the client keeps, its next refresh (after the window closed) works and the
     session lives on."""
     from tests.conftest import make_settings, running_app
-    from tests.helpers import signup
+    from tests.support.helpers import signup
 
     async with running_app(make_settings(services, refresh_reuse_grace_seconds=2)) as (_, c):
         for kept in (0, 1):

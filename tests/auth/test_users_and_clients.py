@@ -5,8 +5,8 @@ import base64
 import httpx
 import jwt
 
-from tests.crew import Crew, add_client, add_user, client_token
-from tests.helpers import PASSWORD, Tenant, bearer, password_login, refresh
+from tests.support.crew import Crew, add_client, add_user, client_token
+from tests.support.helpers import PASSWORD, Tenant, bearer, password_login, refresh
 
 
 async def _get(client: httpx.AsyncClient, tenant: Tenant, user_id: str) -> httpx.Response:

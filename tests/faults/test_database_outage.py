@@ -12,7 +12,7 @@ import pytest
 from stockyard.core.embedded import EmbeddedServices
 from stockyard.migrations.runner import migrate
 from tests.conftest import make_settings, running_app
-from tests.services import TestServices
+from tests.support.services import TestServices
 
 pytestmark = pytest.mark.faults
 

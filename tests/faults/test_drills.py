@@ -19,10 +19,10 @@ from stockyard.core.embedded import EmbeddedServices
 from stockyard.core.settings import Settings
 from stockyard.migrations.runner import migrate
 from tests.conftest import make_settings, running_app
-from tests.helpers import signup
-from tests.inventory.helpers import Inventory
-from tests.services import TestServices
+from tests.support.helpers import signup
+from tests.support.inventory import Inventory
 from tests.support.serve import free_port
+from tests.support.services import TestServices
 
 pytestmark = pytest.mark.faults
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from stockyard.core.settings import Settings
-from tests.helpers import PASSWORD
+from tests.support.helpers import PASSWORD
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.interop

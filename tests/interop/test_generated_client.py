@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from stockyard.core.settings import Settings
-from tests.helpers import PASSWORD
+from tests.support.helpers import PASSWORD
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.interop
@@ -91,8 +91,8 @@ def test_generated_client_runs_the_inventory_flow(generated: Path, live: LiveSer
             ("ledger", "record_movement"),
             ("ledger", "ingest_movements"),
             ("ledger", "create_transfer"),
-            ("ledger", "create_reservation"),
-            ("ledger", "commit_reservation"),
+            ("reservations", "create_reservation"),
+            ("reservations", "commit_reservation"),
             ("ledger", "read_stock"),
             ("ledger", "list_movements"),
         ]

@@ -16,8 +16,8 @@ from oauthlib.oauth2 import InvalidGrantError, InvalidScopeError, LegacyApplicat
 from requests_oauthlib import OAuth2Session
 
 from stockyard.core.settings import Settings
-from tests.crew import add_client, add_user
-from tests.helpers import PASSWORD, Tenant, signup
+from tests.support.crew import add_client, add_user
+from tests.support.helpers import PASSWORD, Tenant, signup
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.interop

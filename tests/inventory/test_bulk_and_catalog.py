@@ -1,15 +1,8 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
-from tests.helpers import Tenant
-from tests.inventory.helpers import Inventory
-
-
-@pytest.fixture
-def inv(client: httpx.AsyncClient, tenant: Tenant) -> Inventory:
-    return Inventory(client, tenant)
+from tests.support.inventory import Inventory
 
 
 def _item(sku: str, loc: str, kind: str, quantity: int) -> dict[str, object]:
@@ -156,8 +149,8 @@ async def test_stock_below_reorder_point(inv: Inventory) -> None:
 
 
 async def test_viewer_reads_but_cannot_write(client: httpx.AsyncClient, inv: Inventory) -> None:
-    from tests.crew import add_user
-    from tests.helpers import bearer
+    from tests.support.crew import add_user
+    from tests.support.helpers import bearer
 
     _, viewer_token = await add_user(client, inv.tenant, "viewer")
     denied = await client.post(

@@ -13,9 +13,9 @@ import pytest
 
 from stockyard.core.database import app_url, create_engine, create_sessionmaker
 from stockyard.core.settings import Settings
-from stockyard.inventory import maintenance
-from tests.helpers import Tenant, signup
-from tests.inventory.helpers import Inventory
+from stockyard.inventory.ledger import maintenance
+from tests.support.helpers import Tenant, signup
+from tests.support.inventory import Inventory
 from tests.support.ledger import balances_against_ledger, drifted
 from tests.support.live import LiveServer
 

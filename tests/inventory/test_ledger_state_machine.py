@@ -25,10 +25,10 @@ from hypothesis.stateful import (
 
 from stockyard.core.database import owner_url, to_libpq_dsn
 from stockyard.core.settings import Settings
-from stockyard.inventory import maintenance
+from stockyard.inventory.ledger import maintenance
 from tests.conftest import running_app
-from tests.helpers import Tenant, signup
-from tests.inventory.helpers import Inventory
+from tests.support.helpers import Tenant, signup
+from tests.support.inventory import Inventory
 
 T = TypeVar("T")
 LOCATIONS = ("A", "B", "C")

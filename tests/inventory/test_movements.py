@@ -6,13 +6,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import Tenant
-from tests.inventory.helpers import Inventory
-
-
-@pytest.fixture
-def inv(client: httpx.AsyncClient, tenant: Tenant) -> Inventory:
-    return Inventory(client, tenant)
+from tests.support.helpers import Tenant
+from tests.support.inventory import Inventory
 
 
 async def test_receipt_issue_adjustment_update_the_balance(inv: Inventory) -> None:

@@ -2,19 +2,10 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
-import pytest
-
 from stockyard.core.settings import Settings
-from stockyard.inventory import maintenance
-from tests.auth.test_keys import run_cli
-from tests.helpers import Tenant
-from tests.inventory.helpers import Inventory
-
-
-@pytest.fixture
-def inv(client: httpx.AsyncClient, tenant: Tenant) -> Inventory:
-    return Inventory(client, tenant)
+from stockyard.inventory.ledger import maintenance
+from tests.support.cli import run_cli
+from tests.support.inventory import Inventory
 
 
 async def _stocked(inv: Inventory, quantity: int) -> tuple[str, str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.crew import add_client, add_user
-from tests.helpers import Tenant
-from tests.inventory.helpers import Inventory
+from tests.support.crew import add_client, add_user
+from tests.support.helpers import Tenant
+from tests.support.inventory import Inventory
 
 
 async def test_every_list_of_another_tenant_is_free_of_our_rows(

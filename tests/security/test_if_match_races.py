@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import PASSWORD, Tenant
-from tests.inventory.helpers import Inventory
+from tests.support.helpers import PASSWORD, Tenant
+from tests.support.inventory import Inventory
 
 WRITERS = 6
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 import asyncpg
@@ -9,7 +10,7 @@ import httpx
 import pytest
 
 from stockyard.core.settings import APP_ROLE
-from tests.helpers import Tenant
+from tests.support.helpers import Tenant
 
 CATALOG_TENANT_TABLES = """
 SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
@@ -177,7 +178,19 @@ async def test_app_role_cannot_change_the_ledger_of_signing_keys(
 async def test_another_tenants_token_sees_only_its_own_tenant(
     client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
 ) -> None:
-    mine = (await client.get("/api/v1/me", headers=tenant.headers)).json()
-    theirs = (await client.get("/api/v1/me", headers=other_tenant.headers)).json()
-    assert mine["tenant"]["id"] == str(tenant.id)
-    assert theirs["tenant"]["id"] == str(other_tenant.id)
+    """The user and product queries name no tenant: only row-level security keeps each
+    tenant's lists to its own rows (with RLS off, each list would show both tenants')."""
+    mine, theirs = f"ISO-{secrets.token_hex(4)}", f"ISO-{secrets.token_hex(4)}"
+    for sku, owner in ((mine, tenant), (theirs, other_tenant)):
+        created = await client.post(
+            "/api/v1/products", json={"sku": sku, "name": "x"}, headers=owner.headers
+        )
+        assert created.status_code == 201
+    for me, them in ((tenant, other_tenant), (other_tenant, tenant)):
+        users = (await client.get("/api/v1/users", headers=me.headers)).json()["items"]
+        emails = {user["email"] for user in users}
+        assert me.owner_email in emails and them.owner_email not in emails
+        products = (await client.get("/api/v1/products", headers=me.headers)).json()["items"]
+        skus = {product["sku"] for product in products}
+        assert (mine in skus) is (me is tenant)
+        assert (theirs in skus) is (me is other_tenant)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.helpers import PASSWORD, Tenant, password_login, refresh
+from tests.support.helpers import PASSWORD, Tenant, password_login, refresh
 
 
 async def test_auth_flows_log_no_secrets(

@@ -5,8 +5,8 @@ import pytest
 
 from stockyard.core.settings import Settings
 from tests.conftest import make_settings, random_slug, running_app
-from tests.helpers import PASSWORD, password_login
-from tests.services import TestServices
+from tests.support.helpers import PASSWORD, password_login
+from tests.support.services import TestServices
 
 
 def _body(slug: str, **overrides: str) -> dict[str, str]:
@@ -61,7 +61,7 @@ async def test_signup_disabled_is_403(services: TestServices, settings: Settings
 async def test_cli_creates_a_tenant_with_password_from_stdin(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    from tests.auth.test_keys import run_cli
+    from tests.support.cli import run_cli
 
     slug = random_slug()
     code, output = await run_cli(

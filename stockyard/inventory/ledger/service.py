@@ -4,43 +4,40 @@ in the request's one transaction; nothing here ever reads a balance and writes i
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import audit_trail
 from stockyard.core.ids import new_id, new_ids
 from stockyard.core.principal import AccessClaims
-from stockyard.inventory import bulk_repository, ledger_repository
-from stockyard.inventory import repository as catalog_repository
+from stockyard.inventory.catalogue import repository as catalogue_repository
 from stockyard.inventory.exceptions import (
     Archived,
     BulkItemsInvalid,
     InsufficientStock,
     LocationNotFound,
     ProductNotFound,
-    ReservationClosed,
-    ReservationNotFound,
     SameLocation,
 )
-from stockyard.inventory.ledger_repository import BalanceRow, MovementFilter
-from stockyard.inventory.models import Location, Movement, Product, Reservation
+from stockyard.inventory.ledger import bulk_repository
+from stockyard.inventory.ledger import repository as ledger_repository
+from stockyard.inventory.ledger.repository import BalanceRow, MovementFilter
+from stockyard.inventory.models import Location, Movement, Product
 from stockyard.inventory.schemas import (
     BalanceRead,
     BulkMovements,
     MovementCreate,
+    MovementKind,
     MovementRead,
     MovementResult,
-    ReservationCreate,
-    ReservationRead,
-    ReservationResult,
     StockItem,
     TransferCreate,
     TransferRead,
 )
 
 
-def _balance_read(sku: str, location: str, balance: BalanceRow) -> BalanceRead:
+def balance_read(sku: str, location: str, balance: BalanceRow) -> BalanceRead:
     return BalanceRead(
         sku=sku,
         location=location,
@@ -69,22 +66,8 @@ def movement_read(movement: Movement, sku: str, location: str) -> MovementRead:
     )
 
 
-def reservation_read(reservation: Reservation, sku: str, location: str) -> ReservationRead:
-    return ReservationRead(
-        id=reservation.id,
-        sku=sku,
-        location=location,
-        quantity=reservation.quantity,
-        status=reservation.status,
-        expires_at=reservation.expires_at,
-        reference=reservation.reference,
-        created_at=reservation.created_at,
-        updated_at=reservation.updated_at,
-    )
-
-
-async def _product(session: AsyncSession, sku: str) -> Product:
-    product = await catalog_repository.get_product_by_sku(session, sku)
+async def product_by_sku(session: AsyncSession, sku: str) -> Product:
+    product = await catalogue_repository.get_product_by_sku(session, sku)
     if product is None:
         raise ProductNotFound(f"No product with SKU {sku!r}.")
     if product.archived_at is not None:
@@ -92,8 +75,8 @@ async def _product(session: AsyncSession, sku: str) -> Product:
     return product
 
 
-async def _location(session: AsyncSession, code: str) -> Location:
-    location = await catalog_repository.get_location_by_code(session, code)
+async def location_by_code(session: AsyncSession, code: str) -> Location:
+    location = await catalogue_repository.get_location_by_code(session, code)
     if location is None:
         raise LocationNotFound(f"No location with code {code!r}.")
     if location.archived_at is not None:
@@ -101,7 +84,7 @@ async def _location(session: AsyncSession, code: str) -> Location:
     return location
 
 
-def _movement(
+def new_movement(
     principal: AccessClaims,
     *,
     product_id: uuid.UUID,
@@ -161,12 +144,12 @@ async def record_movement(
     request_id: str | None,
 ) -> MovementResult:
     """Receipt, issue or adjustment: on_hand may never fall below what is reserved."""
-    product = await _product(session, body.sku)
-    location = await _location(session, body.location)
+    product = await product_by_sku(session, body.sku)
+    location = await location_by_code(session, body.location)
     balance = await _change(
         session, principal, product=product, location=location, delta=body.delta
     )
-    movement = _movement(
+    movement = new_movement(
         principal,
         product_id=product.id,
         location_id=location.id,
@@ -189,7 +172,7 @@ async def record_movement(
     )
     return MovementResult(
         movement=movement_read(movement, product.sku, location.code),
-        balance=_balance_read(product.sku, location.code, balance),
+        balance=balance_read(product.sku, location.code, balance),
     )
 
 
@@ -205,9 +188,9 @@ async def transfer(
     order and can't deadlock."""
     if body.from_location == body.to_location:
         raise SameLocation()
-    product = await _product(session, body.sku)
-    source = await _location(session, body.from_location)
-    target = await _location(session, body.to_location)
+    product = await product_by_sku(session, body.sku)
+    source = await location_by_code(session, body.from_location)
+    target = await location_by_code(session, body.to_location)
     transfer_id = uuid.uuid4()
     legs = sorted([(source, -body.quantity), (target, body.quantity)], key=lambda leg: leg[0].id)
     balances: dict[uuid.UUID, BalanceRow] = {}
@@ -216,12 +199,12 @@ async def transfer(
             session, principal, product=product, location=location, delta=delta
         )
     movements = [
-        _movement(
+        new_movement(
             principal,
             product_id=product.id,
             location_id=location.id,
             delta=delta,
-            kind="transfer_out" if delta < 0 else "transfer_in",
+            kind=MovementKind.TRANSFER_OUT if delta < 0 else MovementKind.TRANSFER_IN,
             request_id=request_id,
             reference=body.reference,
             transfer_id=transfer_id,
@@ -250,7 +233,7 @@ async def transfer(
             for movement, location in zip(movements, (source, target), strict=True)
         ],
         balances=[
-            _balance_read(product.sku, location.code, balances[location.id])
+            balance_read(product.sku, location.code, balances[location.id])
             for location in (source, target)
         ],
     )
@@ -307,7 +290,6 @@ async def ingest(
 
 async def history(
     session: AsyncSession,
-    principal: AccessClaims,
     *,
     sku: str | None,
     location: str | None,
@@ -317,15 +299,14 @@ async def history(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[MovementRead]:
-    del principal
     product_id = location_id = None
     if sku is not None:
-        product = await catalog_repository.get_product_by_sku(session, sku)
+        product = await catalogue_repository.get_product_by_sku(session, sku)
         if product is None:
             return []
         product_id = product.id
     if location is not None:
-        place = await catalog_repository.get_location_by_code(session, location)
+        place = await catalogue_repository.get_location_by_code(session, location)
         if place is None:
             return []
         location_id = place.id
@@ -340,7 +321,6 @@ async def history(
 
 async def stock(
     session: AsyncSession,
-    principal: AccessClaims,
     *,
     sku: str | None,
     location: str | None,
@@ -348,7 +328,6 @@ async def stock(
     after: tuple[str, str] | None,
     limit: int,
 ) -> list[StockItem]:
-    del principal
     rows = await ledger_repository.stock(
         session,
         sku=sku,
@@ -368,155 +347,3 @@ async def stock(
         )
         for row in rows
     ]
-
-
-async def reserve(
-    session: AsyncSession, principal: AccessClaims, *, body: ReservationCreate
-) -> ReservationResult:
-    """Hold stock for a while: never more reserved than on hand."""
-    product = await _product(session, body.sku)
-    location = await _location(session, body.location)
-    await ledger_repository.expire_reservations_of(session, product.id, location.id)
-    balance = await ledger_repository.reserve(
-        session, product_id=product.id, location_id=location.id, quantity=body.quantity
-    )
-    if balance is None:
-        raise InsufficientStock(
-            "Not enough available stock to reserve.",
-            details={"sku": product.sku, "location": location.code},
-        )
-    now = datetime.now(UTC)
-    reservation = Reservation(
-        tenant_id=principal.tenant_id,
-        id=uuid.uuid4(),
-        product_id=product.id,
-        location_id=location.id,
-        quantity=body.quantity,
-        status="active",
-        expires_at=now + timedelta(seconds=body.expires_in_seconds),
-        reference=body.reference,
-        created_at=now,
-        updated_at=now,
-    )
-    await ledger_repository.add_reservation(session, reservation)
-    await audit_trail.record(
-        session,
-        principal,
-        action="reservation.create",
-        resource_type="reservation",
-        resource_id=reservation.id,
-        status=201,
-        details={"sku": product.sku, "location": location.code, "quantity": body.quantity},
-    )
-    return ReservationResult(
-        reservation=reservation_read(reservation, product.sku, location.code),
-        balance=_balance_read(product.sku, location.code, balance),
-    )
-
-
-async def _close(
-    session: AsyncSession,
-    principal: AccessClaims,
-    *,
-    reservation_id: uuid.UUID,
-    commit: bool,
-    request_id: str | None,
-) -> ReservationResult:
-    found = await ledger_repository.get_reservation(session, reservation_id)
-    if found is None:
-        raise ReservationNotFound()
-    unlocked, sku, code = found
-    reservation = await ledger_repository.lock_reservation(session, unlocked)
-    now = datetime.now(UTC)
-    if reservation.status == "active" and reservation.expires_at <= now:
-        raise ReservationClosed("The reservation has expired.", details={"status": "expired"})
-    if reservation.status != "active":
-        raise ReservationClosed(details={"status": reservation.status})
-    balance = await ledger_repository.unreserve(
-        session,
-        product_id=reservation.product_id,
-        location_id=reservation.location_id,
-        quantity=reservation.quantity,
-        consume=commit,
-    )
-    reservation.status = "committed" if commit else "released"
-    reservation.updated_at = now
-    movement_out: MovementRead | None = None
-    if commit:
-        movement = _movement(
-            principal,
-            product_id=reservation.product_id,
-            location_id=reservation.location_id,
-            delta=-reservation.quantity,
-            kind="reservation_commit",
-            request_id=request_id,
-            occurred_at=now,
-            reference=reservation.reference,
-        )
-        await ledger_repository.add_movements(session, [movement])
-        movement_out = movement_read(movement, sku, code)
-    await session.flush()
-    await audit_trail.record(
-        session,
-        principal,
-        action=f"reservation.{'commit' if commit else 'release'}",
-        resource_type="reservation",
-        resource_id=reservation.id,
-        status=200,
-    )
-    return ReservationResult(
-        reservation=reservation_read(reservation, sku, code),
-        balance=_balance_read(sku, code, balance),
-        movement=movement_out,
-    )
-
-
-async def commit_reservation(
-    session: AsyncSession,
-    principal: AccessClaims,
-    *,
-    reservation_id: uuid.UUID,
-    request_id: str | None,
-) -> ReservationResult:
-    """The held stock leaves: an issue movement (kind reservation_commit) for the quantity."""
-    return await _close(
-        session, principal, reservation_id=reservation_id, commit=True, request_id=request_id
-    )
-
-
-async def release_reservation(
-    session: AsyncSession,
-    principal: AccessClaims,
-    *,
-    reservation_id: uuid.UUID,
-) -> ReservationResult:
-    """The held stock becomes available again."""
-    return await _close(
-        session, principal, reservation_id=reservation_id, commit=False, request_id=None
-    )
-
-
-async def get_reservation(
-    session: AsyncSession, principal: AccessClaims, *, reservation_id: uuid.UUID
-) -> ReservationRead:
-    del principal
-    found = await ledger_repository.get_reservation(session, reservation_id)
-    if found is None:
-        raise ReservationNotFound()
-    reservation, sku, code = found
-    return reservation_read(reservation, sku, code)
-
-
-async def list_reservations(
-    session: AsyncSession,
-    principal: AccessClaims,
-    *,
-    status: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[ReservationRead]:
-    del principal
-    rows = await ledger_repository.list_reservations(
-        session, status=status, after=after, limit=limit
-    )
-    return [reservation_read(reservation, sku, code) for reservation, sku, code in rows]

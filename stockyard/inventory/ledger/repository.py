@@ -1,4 +1,6 @@
-"""All SQL of the ledger: movements, balances, reservations, bulk ingest.
+"""All SQL of the ledger that touches balances: movements, history, stock, the balance side
+of reservations (hold, give back, expire) and the drift check. Bulk ingest is
+bulk_repository.py; reading and adding reservations is reservations/repository.py.
 
 Every balance change is ONE guarded statement (an upsert or an UPDATE whose WHERE carries the
 stock rule), so two transactions can never both pass a check that only one of them may pass:
@@ -272,25 +274,6 @@ async def stock(
     return list((await session.execute(statement, params)).all())
 
 
-async def add_reservation(session: AsyncSession, reservation: Reservation) -> None:
-    session.add(reservation)
-    await session.flush()
-
-
-async def get_reservation(
-    session: AsyncSession, reservation_id: uuid.UUID
-) -> tuple[Reservation, str, str] | None:
-    """A reservation with its SKU and location code, unlocked."""
-    statement = (
-        select(Reservation, Product.sku, Location.code)
-        .join(Product, Product.id == Reservation.product_id)
-        .join(Location, Location.id == Reservation.location_id)
-        .where(Reservation.id == reservation_id)
-    )
-    row = (await session.execute(statement)).first()
-    return (row[0], row[1], row[2]) if row is not None else None
-
-
 async def lock_reservation(session: AsyncSession, reservation: Reservation) -> Reservation:
     """Hold a reservation's balance row, then the reservation row itself (the ledger's lock
     order), and reload the reservation as it now stands: two closes of one reservation, or a
@@ -314,28 +297,6 @@ async def lock_reservation(session: AsyncSession, reservation: Reservation) -> R
     locked = await session.scalar(statement)
     assert locked is not None, "reservations are never deleted"
     return locked
-
-
-async def list_reservations(
-    session: AsyncSession,
-    *,
-    status: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[tuple[Reservation, str, str]]:
-    statement = (
-        select(Reservation, Product.sku, Location.code)
-        .join(Product, Product.id == Reservation.product_id)
-        .join(Location, Location.id == Reservation.location_id)
-    )
-    if status is not None:
-        statement = statement.where(Reservation.status == status)
-    if after is not None:
-        statement = statement.where(
-            tuple_(Reservation.created_at, Reservation.id) > tuple_(after[0], after[1])
-        )
-    statement = statement.order_by(Reservation.created_at, Reservation.id).limit(limit)
-    return [(reservation, sku, code) for reservation, sku, code in await session.execute(statement)]
 
 
 async def tenants_with_expired_reservations(session: AsyncSession) -> list[uuid.UUID]:

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from stockyard.auth.pipeline import InventoryReader, InventoryWriter, TenantSession
+from stockyard.auth.pipeline import READS_INVENTORY, InventoryWriter, TenantSession
 from stockyard.core.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, split_page, text_cursor
 from stockyard.core.preconditions import IfMatch, etag, expected_version
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.idempotency.dependencies import Idempotent
-from stockyard.inventory import service as catalog_service
+from stockyard.inventory.catalogue import service as catalogue_service
 from stockyard.inventory.schemas import (
     LocationCreate,
     LocationPage,
@@ -43,24 +43,27 @@ async def create_product(
     once: Idempotent,
 ) -> JSONResponse:
     async def create() -> ProductRead:
-        product = await catalog_service.create_product(session, principal, body=body)
+        product = await catalogue_service.create_product(session, principal, body=body)
         return ProductRead.model_validate(product)
 
     return await once.respond(body, create, item_path="/api/v1/products/{id}")
 
 
-@router.get("/products", response_model=ProductPage, responses=READ)
+@router.get(
+    "/products",
+    response_model=ProductPage,
+    responses=READ,
+    dependencies=[READS_INVENTORY],
+)
 async def list_products(
     session: TenantSession,
-    principal: InventoryReader,
     q: Prefix = None,
     archived: ArchivedFilter = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> ProductPage:
-    products = await catalog_service.list_products(
+    products = await catalogue_service.list_products(
         session,
-        principal,
         q=q,
         archived=archived,
         after_sku=text_cursor(cursor),
@@ -70,11 +73,16 @@ async def list_products(
     return ProductPage(items=[ProductRead.model_validate(p) for p in page], next_cursor=next_cursor)
 
 
-@router.get("/products/{product_id}", response_model=ProductRead, responses=ITEM)
+@router.get(
+    "/products/{product_id}",
+    response_model=ProductRead,
+    responses=ITEM,
+    dependencies=[READS_INVENTORY],
+)
 async def get_product(
-    product_id: uuid.UUID, session: TenantSession, principal: InventoryReader, response: Response
+    product_id: uuid.UUID, session: TenantSession, response: Response
 ) -> ProductRead:
-    product = await catalog_service.get_product(session, principal, product_id=product_id)
+    product = await catalogue_service.get_product(session, product_id=product_id)
     response.headers["ETag"] = etag(product.version)
     return ProductRead.model_validate(product)
 
@@ -88,7 +96,7 @@ async def update_product(
     response: Response,
     if_match: IfMatch,
 ) -> ProductRead:
-    product = await catalog_service.update_product(
+    product = await catalogue_service.update_product(
         session, principal, product_id=product_id, version=expected_version(if_match), body=body
     )
     response.headers["ETag"] = etag(product.version)
@@ -99,7 +107,7 @@ async def update_product(
 async def archive_product(
     product_id: uuid.UUID, session: TenantSession, principal: InventoryWriter
 ) -> None:
-    await catalog_service.archive_product(session, principal, product_id=product_id)
+    await catalogue_service.archive_product(session, principal, product_id=product_id)
 
 
 @router.post("/locations", status_code=201, response_model=LocationRead, responses=CREATE)
@@ -110,24 +118,27 @@ async def create_location(
     once: Idempotent,
 ) -> JSONResponse:
     async def create() -> LocationRead:
-        location = await catalog_service.create_location(session, principal, body=body)
+        location = await catalogue_service.create_location(session, principal, body=body)
         return LocationRead.model_validate(location)
 
     return await once.respond(body, create, item_path="/api/v1/locations/{id}")
 
 
-@router.get("/locations", response_model=LocationPage, responses=READ)
+@router.get(
+    "/locations",
+    response_model=LocationPage,
+    responses=READ,
+    dependencies=[READS_INVENTORY],
+)
 async def list_locations(
     session: TenantSession,
-    principal: InventoryReader,
     q: Prefix = None,
     archived: ArchivedFilter = None,
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> LocationPage:
-    locations = await catalog_service.list_locations(
+    locations = await catalogue_service.list_locations(
         session,
-        principal,
         q=q,
         archived=archived,
         after_code=text_cursor(cursor),
@@ -139,11 +150,16 @@ async def list_locations(
     )
 
 
-@router.get("/locations/{location_id}", response_model=LocationRead, responses=ITEM)
+@router.get(
+    "/locations/{location_id}",
+    response_model=LocationRead,
+    responses=ITEM,
+    dependencies=[READS_INVENTORY],
+)
 async def get_location(
-    location_id: uuid.UUID, session: TenantSession, principal: InventoryReader, response: Response
+    location_id: uuid.UUID, session: TenantSession, response: Response
 ) -> LocationRead:
-    location = await catalog_service.get_location(session, principal, location_id=location_id)
+    location = await catalogue_service.get_location(session, location_id=location_id)
     response.headers["ETag"] = etag(location.version)
     return LocationRead.model_validate(location)
 
@@ -157,7 +173,7 @@ async def update_location(
     response: Response,
     if_match: IfMatch,
 ) -> LocationRead:
-    location = await catalog_service.update_location(
+    location = await catalogue_service.update_location(
         session, principal, location_id=location_id, version=expected_version(if_match), body=body
     )
     response.headers["ETag"] = etag(location.version)
@@ -168,4 +184,4 @@ async def update_location(
 async def archive_location(
     location_id: uuid.UUID, session: TenantSession, principal: InventoryWriter
 ) -> None:
-    await catalog_service.archive_location(session, principal, location_id=location_id)
+    await catalogue_service.archive_location(session, principal, location_id=location_id)

@@ -5,7 +5,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import Tenant
+from tests.support.helpers import Tenant
 
 
 class Inventory:

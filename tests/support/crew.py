@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.helpers import PASSWORD, Tenant, bearer, password_login, signup
+from tests.support.helpers import PASSWORD, Tenant, bearer, password_login, signup
 
 
 @dataclass

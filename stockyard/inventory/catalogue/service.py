@@ -11,7 +11,7 @@ from stockyard.core import audit_trail
 from stockyard.core.database import insert_unique, save_new_version
 from stockyard.core.errors import Conflict, PreconditionFailed
 from stockyard.core.principal import AccessClaims
-from stockyard.inventory import repository as catalog_repository
+from stockyard.inventory.catalogue import repository as catalogue_repository
 from stockyard.inventory.exceptions import CodeTaken, LocationNotFound, ProductNotFound, SkuTaken
 from stockyard.inventory.models import Location, Product
 from stockyard.inventory.schemas import (
@@ -41,11 +41,8 @@ async def create_product(
     return product
 
 
-async def get_product(
-    session: AsyncSession, principal: AccessClaims, *, product_id: uuid.UUID
-) -> Product:
-    del principal
-    product = await catalog_repository.get_product(session, product_id)
+async def get_product(session: AsyncSession, *, product_id: uuid.UUID) -> Product:
+    product = await catalogue_repository.get_product(session, product_id)
     if product is None:
         raise ProductNotFound()
     return product
@@ -53,15 +50,13 @@ async def get_product(
 
 async def list_products(
     session: AsyncSession,
-    principal: AccessClaims,
     *,
     q: str | None,
     archived: bool | None,
     after_sku: str | None,
     limit: int,
 ) -> list[Product]:
-    del principal
-    return await catalog_repository.list_products(
+    return await catalogue_repository.list_products(
         session, q=q, archived=archived, after_sku=after_sku, limit=limit
     )
 
@@ -75,7 +70,7 @@ async def update_product(
     body: ProductUpdate,
 ) -> Product:
     """Change the fields sent, only if the caller saw the current version."""
-    product = await get_product(session, principal, product_id=product_id)
+    product = await get_product(session, product_id=product_id)
     if product.version != version:
         raise PreconditionFailed()
     for field, value in body.model_dump(exclude_unset=True).items():
@@ -98,7 +93,7 @@ async def archive_product(
     session: AsyncSession, principal: AccessClaims, *, product_id: uuid.UUID
 ) -> None:
     """DELETE archives: the ledger keeps pointing at the product, new movements are refused."""
-    product = await get_product(session, principal, product_id=product_id)
+    product = await get_product(session, product_id=product_id)
     if product.archived_at is None:
         product.archived_at = datetime.now(UTC)
         await save_new_version(
@@ -136,11 +131,8 @@ async def create_location(
     return location
 
 
-async def get_location(
-    session: AsyncSession, principal: AccessClaims, *, location_id: uuid.UUID
-) -> Location:
-    del principal
-    location = await catalog_repository.get_location(session, location_id)
+async def get_location(session: AsyncSession, *, location_id: uuid.UUID) -> Location:
+    location = await catalogue_repository.get_location(session, location_id)
     if location is None:
         raise LocationNotFound()
     return location
@@ -148,15 +140,13 @@ async def get_location(
 
 async def list_locations(
     session: AsyncSession,
-    principal: AccessClaims,
     *,
     q: str | None,
     archived: bool | None,
     after_code: str | None,
     limit: int,
 ) -> list[Location]:
-    del principal
-    return await catalog_repository.list_locations(
+    return await catalogue_repository.list_locations(
         session, q=q, archived=archived, after_code=after_code, limit=limit
     )
 
@@ -170,7 +160,7 @@ async def update_location(
     body: LocationUpdate,
 ) -> Location:
     """Rename a location, only if the caller saw the current version."""
-    location = await get_location(session, principal, location_id=location_id)
+    location = await get_location(session, location_id=location_id)
     if location.version != version:
         raise PreconditionFailed()
     if body.name is not None:
@@ -191,7 +181,7 @@ async def archive_location(
     session: AsyncSession, principal: AccessClaims, *, location_id: uuid.UUID
 ) -> None:
     """DELETE archives: history stays, new movements into or out of it are refused."""
-    location = await get_location(session, principal, location_id=location_id)
+    location = await get_location(session, location_id=location_id)
     if location.archived_at is None:
         location.archived_at = datetime.now(UTC)
         await save_new_version(

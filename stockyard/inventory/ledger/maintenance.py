@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stockyard.core import tenancy
 from stockyard.idempotency import repository as idempotency_repository
-from stockyard.inventory import ledger_repository
+from stockyard.inventory.ledger import repository as ledger_repository
 from stockyard.tenants import repository as tenant_repository
 
 log = structlog.get_logger()

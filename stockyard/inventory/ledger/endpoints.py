@@ -1,14 +1,13 @@
-"""Movements, bulk ingest, transfers, stock and reservations."""
+"""Movements, bulk ingest, history, transfers and stock."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from stockyard.auth.pipeline import InventoryReader, InventoryWriter, TenantSession
+from stockyard.auth.pipeline import READS_INVENTORY, InventoryWriter, TenantSession
 from stockyard.core.dependencies import RequestId
 from stockyard.core.pagination import (
     DEFAULT_PAGE_SIZE,
@@ -21,7 +20,7 @@ from stockyard.core.pagination import (
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant
 from stockyard.idempotency.dependencies import Idempotent
-from stockyard.inventory import ledger
+from stockyard.inventory.ledger import service as ledger
 from stockyard.inventory.schemas import (
     MAX_BULK_BODY_BYTES,
     BulkMovements,
@@ -30,11 +29,6 @@ from stockyard.inventory.schemas import (
     MovementKind,
     MovementPage,
     MovementResult,
-    ReservationCreate,
-    ReservationPage,
-    ReservationRead,
-    ReservationResult,
-    ReservationStatus,
     StockPage,
     TransferCreate,
     TransferRead,
@@ -81,10 +75,14 @@ async def ingest_movements(
     return await once.respond(body, run)
 
 
-@router.get("/movements", response_model=MovementPage, responses=READ)
+@router.get(
+    "/movements",
+    response_model=MovementPage,
+    responses=READ,
+    dependencies=[READS_INVENTORY],
+)
 async def list_movements(
     session: TenantSession,
-    principal: InventoryReader,
     sku: Annotated[str | None, Query(max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=64)] = None,
     kind: Annotated[MovementKind | None, Query()] = None,
@@ -95,7 +93,6 @@ async def list_movements(
 ) -> MovementPage:
     movements = await ledger.history(
         session,
-        principal,
         sku=sku,
         location=location,
         kind=kind,
@@ -124,10 +121,14 @@ async def create_transfer(
     return await once.respond(body, run)
 
 
-@router.get("/stock", response_model=StockPage, responses=READ)
+@router.get(
+    "/stock",
+    response_model=StockPage,
+    responses=READ,
+    dependencies=[READS_INVENTORY],
+)
 async def read_stock(
     session: TenantSession,
-    principal: InventoryReader,
     sku: Annotated[str | None, Query(max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=64)] = None,
     below_reorder_point: Annotated[bool, Query()] = False,
@@ -136,7 +137,6 @@ async def read_stock(
 ) -> StockPage:
     items = await ledger.stock(
         session,
-        principal,
         sku=sku,
         location=location,
         below_reorder_point=below_reorder_point,
@@ -145,77 +145,3 @@ async def read_stock(
     )
     page, next_cursor = split_page(items, limit, lambda item: (item.sku, item.location))
     return StockPage(items=page, next_cursor=next_cursor)
-
-
-@router.post("/reservations", status_code=201, response_model=ReservationResult, responses=WRITE)
-async def create_reservation(
-    body: ReservationCreate,
-    session: TenantSession,
-    principal: InventoryWriter,
-    once: Idempotent,
-) -> JSONResponse:
-    async def run() -> ReservationResult:
-        return await ledger.reserve(session, principal, body=body)
-
-    return await once.respond(body, run)
-
-
-@router.get("/reservations", response_model=ReservationPage, responses=READ)
-async def list_reservations(
-    session: TenantSession,
-    principal: InventoryReader,
-    status: Annotated[ReservationStatus | None, Query()] = None,
-    limit: Limit = DEFAULT_PAGE_SIZE,
-    cursor: Cursor = None,
-) -> ReservationPage:
-    reservations = await ledger.list_reservations(
-        session, principal, status=status, after=instant_cursor(cursor), limit=limit + 1
-    )
-    page, next_cursor = split_page(
-        reservations, limit, lambda r: (r.created_at.isoformat(), str(r.id))
-    )
-    return ReservationPage(items=page, next_cursor=next_cursor)
-
-
-@router.get(
-    "/reservations/{reservation_id}",
-    response_model=ReservationRead,
-    responses=error_responses(*AUTHENTICATED, 404),
-)
-async def get_reservation(
-    reservation_id: uuid.UUID, session: TenantSession, principal: InventoryReader
-) -> ReservationRead:
-    return await ledger.get_reservation(session, principal, reservation_id=reservation_id)
-
-
-@router.post(
-    "/reservations/{reservation_id}/commit", response_model=ReservationResult, responses=WRITE
-)
-async def commit_reservation(
-    reservation_id: uuid.UUID,
-    session: TenantSession,
-    principal: InventoryWriter,
-    request_id: RequestId,
-    once: Idempotent,
-) -> JSONResponse:
-    async def run() -> ReservationResult:
-        return await ledger.commit_reservation(
-            session, principal, reservation_id=reservation_id, request_id=request_id
-        )
-
-    return await once.respond(None, run, status_code=200)
-
-
-@router.post(
-    "/reservations/{reservation_id}/release", response_model=ReservationResult, responses=WRITE
-)
-async def release_reservation(
-    reservation_id: uuid.UUID,
-    session: TenantSession,
-    principal: InventoryWriter,
-    once: Idempotent,
-) -> JSONResponse:
-    async def run() -> ReservationResult:
-        return await ledger.release_reservation(session, principal, reservation_id=reservation_id)
-
-    return await once.respond(None, run, status_code=200)

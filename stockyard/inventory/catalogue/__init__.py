@@ -1,0 +1,1 @@
+"""The catalogue: products and locations, the things stock is counted of and at."""

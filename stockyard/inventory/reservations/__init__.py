@@ -1,0 +1,1 @@
+"""Reservations: stock held for a while, then committed or released (or expired)."""
