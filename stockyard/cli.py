@@ -273,8 +273,8 @@ def staff_create(
 ) -> None:
     """Create a support engineer account: signs in with no tenant, reads only the audit trail."""
     from stockyard.auth import user_service
+    from stockyard.auth.grants import normalize_email
     from stockyard.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
-    from stockyard.auth.service import normalize_email
     from stockyard.core.errors import AppError
 
     if role != "support":

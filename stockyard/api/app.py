@@ -27,10 +27,10 @@ from stockyard.api.middleware import RequestContextMiddleware
 from stockyard.audit.endpoints import router as audit_router
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.admin_endpoints import router as admin_router
-from stockyard.auth.endpoints import router as auth_router
-from stockyard.auth.endpoints import well_known as well_known_router
 from stockyard.auth.keys import KeyRing
 from stockyard.auth.limiter import RateLimiter, RevokedToken
+from stockyard.auth.oauth_endpoints import router as auth_router
+from stockyard.auth.oauth_endpoints import well_known as well_known_router
 from stockyard.auth.signup_endpoints import router as signup_router
 from stockyard.core.database import app_url, create_engine, create_sessionmaker
 from stockyard.core.errors import PayloadTooLarge

@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stockyard.auth.endpoints import NO_STORE, OAUTH_ENDPOINTS
 from stockyard.auth.exceptions import OAuthError
+from stockyard.auth.oauth_endpoints import NO_STORE, OAUTH_ENDPOINTS
 from stockyard.core import audit_trail
 from stockyard.core.errors import (
     AppError,

@@ -11,7 +11,7 @@ from stockyard.audit import repository as audit_repository
 from stockyard.audit import service as audit_service
 from stockyard.audit.schemas import AuditEventRead, AuditPage, RequestTrace, TraceEvent
 from stockyard.auth.pipeline import READS_AUDIT, Authentication, SupportSession, TenantSession
-from stockyard.core.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, instant_cursor, split_page
+from stockyard.core.pagination import Paging, instant_cursor
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant
 
@@ -32,13 +32,12 @@ RequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 )
 async def list_audit_events(
     session: TenantSession,
+    paging: Paging,
     request_id: Annotated[str | None, Query(max_length=128)] = None,
     actor_id: Annotated[uuid.UUID | None, Query()] = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
     since: Annotated[Instant | None, Query()] = None,
     until: Annotated[Instant | None, Query()] = None,
-    limit: Limit = DEFAULT_PAGE_SIZE,
-    cursor: Cursor = None,
 ) -> AuditPage:
     events = await audit_repository.list_events(
         session,
@@ -47,10 +46,10 @@ async def list_audit_events(
         action=action,
         since=since,
         until=until,
-        before=instant_cursor(cursor),
-        limit=limit + 1,
+        before=instant_cursor(paging.cursor),
+        limit=paging.fetch,
     )
-    page, next_cursor = split_page(events, limit, lambda e: (e.occurred_at.isoformat(), str(e.id)))
+    page, next_cursor = paging.cut(events, lambda e: (e.occurred_at.isoformat(), str(e.id)))
     return AuditPage(
         items=[AuditEventRead.model_validate(e) for e in page], next_cursor=next_cursor
     )

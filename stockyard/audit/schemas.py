@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from stockyard.core.pagination import Page
+
 
 class AuditEventRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -22,9 +24,8 @@ class AuditEventRead(BaseModel):
     details: dict[str, Any] | None
 
 
-class AuditPage(BaseModel):
-    items: list[AuditEventRead]
-    next_cursor: str | None
+class AuditPage(Page[AuditEventRead]):
+    pass
 
 
 class TraceEvent(BaseModel):

@@ -32,14 +32,7 @@ from stockyard.auth.schemas import (
 )
 from stockyard.auth.scopes import Role
 from stockyard.core.dependencies import SessionmakerDep, SettingsDep
-from stockyard.core.pagination import (
-    DEFAULT_PAGE_SIZE,
-    Cursor,
-    Limit,
-    id_cursor,
-    instant_cursor,
-    split_page,
-)
+from stockyard.core.pagination import Paging, id_cursor, instant_cursor
 from stockyard.core.preconditions import IfMatch, etag, expected_version
 from stockyard.core.principal import AccessClaims
 from stockyard.core.responses import AUTHENTICATED, error_responses
@@ -59,19 +52,18 @@ ERRORS = error_responses(*AUTHENTICATED, 404)
 )
 async def list_users(
     session: TenantSession,
+    paging: Paging,
     role: Annotated[Role | None, Query()] = None,
     is_active: Annotated[bool | None, Query()] = None,
-    limit: Limit = DEFAULT_PAGE_SIZE,
-    cursor: Cursor = None,
 ) -> UserPage:
     users = await user_service.list_users(
         session,
         role=role,
         is_active=is_active,
-        after=id_cursor(cursor),
-        limit=limit + 1,
+        after=id_cursor(paging.cursor),
+        limit=paging.fetch,
     )
-    page, next_cursor = split_page(users, limit, lambda u: (str(u.id),))
+    page, next_cursor = paging.cut(users, lambda u: (str(u.id),))
     return UserPage(items=[UserRead.model_validate(u) for u in page], next_cursor=next_cursor)
 
 
@@ -199,15 +191,14 @@ async def create_client(
 )
 async def list_clients(
     session: TenantSession,
-    limit: Limit = DEFAULT_PAGE_SIZE,
-    cursor: Cursor = None,
+    paging: Paging,
 ) -> ClientPage:
     clients = await client_service.list_clients(
         session,
-        after=instant_cursor(cursor),
-        limit=limit + 1,
+        after=instant_cursor(paging.cursor),
+        limit=paging.fetch,
     )
-    page, next_cursor = split_page(clients, limit, lambda c: (c.created_at.isoformat(), str(c.id)))
+    page, next_cursor = paging.cut(clients, lambda c: (c.created_at.isoformat(), str(c.id)))
     return ClientPage(items=[_client_read(c) for c in page], next_cursor=next_cursor)
 
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.auth import repository as auth_repository
+from stockyard.auth.grants import hash_client_secret
 from stockyard.auth.limiter import RateLimiter
 from stockyard.auth.models import ApiClient
-from stockyard.auth.service import hash_client_secret
 from stockyard.core import audit_trail
 from stockyard.core.errors import NotFound
 from stockyard.core.principal import AccessClaims

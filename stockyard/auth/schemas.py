@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from stockyard.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from stockyard.auth.scopes import ClientScope, Role
+from stockyard.core.pagination import Page
 from stockyard.core.schemas import NO_NUL, JsonBool, RequestBody
 
 
@@ -113,9 +114,8 @@ class UserUpdate(RequestBody):
     is_active: JsonBool | None = None
 
 
-class UserPage(BaseModel):
-    items: list[UserRead]
-    next_cursor: str | None
+class UserPage(Page[UserRead]):
+    pass
 
 
 class JWKSet(BaseModel):
@@ -138,9 +138,8 @@ class ClientCreated(ClientRead):
     client_secret: str = Field(description="Shown once; store it now.")
 
 
-class ClientPage(BaseModel):
-    items: list[ClientRead]
-    next_cursor: str | None
+class ClientPage(Page[ClientRead]):
+    pass
 
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"

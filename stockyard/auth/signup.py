@@ -7,10 +7,10 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.auth import repository as auth_repository
+from stockyard.auth.grants import normalize_email
 from stockyard.auth.models import User
 from stockyard.auth.passwords import hash_password
 from stockyard.auth.scopes import Role
-from stockyard.auth.service import normalize_email
 from stockyard.core import tenancy
 from stockyard.core.database import insert_unique
 from stockyard.tenants.exceptions import SlugTaken

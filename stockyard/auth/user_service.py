@@ -6,8 +6,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from stockyard.auth import grants
 from stockyard.auth import repository as auth_repository
-from stockyard.auth import service as auth_service
 from stockyard.auth.exceptions import (
     EmailTaken,
     LastOwner,
@@ -60,7 +60,7 @@ async def create_user(session: AsyncSession, principal: AccessClaims, *, body: U
     user = User(
         tenant_id=principal.tenant_id,
         id=uuid.uuid4(),
-        email=auth_service.normalize_email(str(body.email)),
+        email=grants.normalize_email(str(body.email)),
         name=body.name,
         password_hash=await hash_password(body.password),
         role=body.role.value,
@@ -120,7 +120,7 @@ async def update_user(
         details={"changed": sorted(body.model_fields_set), "role": user.role},
     )
     if role_changed or deactivated:
-        await auth_service.revoke_user_sessions(
+        await grants.revoke_user_sessions(
             session,
             limiter,
             user_id=user.id,
@@ -199,7 +199,7 @@ async def change_own_password(
             resource_id=current.id,
             status=204,
         )
-        await auth_service.revoke_user_sessions(
+        await grants.revoke_user_sessions(
             session,
             limiter,
             user_id=current.id,

@@ -1,4 +1,6 @@
-"""Opaque cursors for keyset pagination: clients pass back what they were given, unread.
+"""Keyset pagination, one mechanism for every list: `Paging` (limit and cursor, one
+dependency), `PageRequest.cut` (where a page ends), `Page[T]` (what a page looks like), and
+opaque cursors: clients pass back what they were given, unread.
 
 A cursor is decoded by exactly one typed decoder per page shape; anything that decoder did not
 issue (bad base64, wrong JSON, wrong arity, a value of the wrong type, a naive timestamp)
@@ -12,10 +14,12 @@ import binascii
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Depends, Query
+from pydantic import BaseModel
 
 from stockyard.core.errors import ValidationFailed
 
@@ -97,12 +101,40 @@ def instant_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     return _instant(moment), _uuid(row_id)
 
 
-def split_page(
-    rows: list[T], limit: int, cursor_of: Callable[[T], tuple[str, ...]]
-) -> tuple[list[T], str | None]:
-    """Rows were fetched with `limit + 1`: the extra row, if any, proves another page exists,
-    and the last row kept is where it starts."""
-    page = rows[:limit]
-    if len(rows) <= limit:
-        return page, None
-    return page, encode_cursor(*cursor_of(page[-1]))
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """What a list route was asked for: a page size and the previous page's cursor."""
+
+    limit: int
+    cursor: str | None
+
+    @property
+    def fetch(self) -> int:
+        """Rows to ask the repository for: one more than the page, to learn if another follows."""
+        return self.limit + 1
+
+    def cut(
+        self, rows: list[T], cursor_of: Callable[[T], tuple[str, ...]]
+    ) -> tuple[list[T], str | None]:
+        """The page, and the cursor of the next one: the extra row fetched, if any, proves
+        another page exists, and the last row kept is where it starts."""
+        page = rows[: self.limit]
+        if len(rows) <= self.limit:
+            return page, None
+        return page, encode_cursor(*cursor_of(page[-1]))
+
+
+def page_request(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> PageRequest:
+    return PageRequest(limit=limit, cursor=cursor)
+
+
+Paging = Annotated[PageRequest, Depends(page_request)]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass `next_cursor` back as `cursor` for the next (null: the end).
+    Each list names its own subclass (`ProductPage(Page[ProductRead])`), so the document and
+    generated clients carry one readable type per list."""
+
+    items: list[T]
+    next_cursor: str | None

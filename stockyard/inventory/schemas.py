@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stockyard.core.pagination import Page
 from stockyard.core.schemas import JSON_NUMBER, NO_NUL, TRIMMED, JsonInt, RequestBody
 from stockyard.core.timestamps import Instant
 
@@ -79,9 +80,8 @@ class ProductRead(BaseModel):
     updated_at: datetime
 
 
-class ProductPage(BaseModel):
-    items: list[ProductRead]
-    next_cursor: str | None
+class ProductPage(Page[ProductRead]):
+    pass
 
 
 class LocationCreate(RequestBody):
@@ -105,9 +105,8 @@ class LocationRead(BaseModel):
     updated_at: datetime
 
 
-class LocationPage(BaseModel):
-    items: list[LocationRead]
-    next_cursor: str | None
+class LocationPage(Page[LocationRead]):
+    pass
 
 
 class MovementCreate(RequestBody):
@@ -175,9 +174,8 @@ class MovementResult(BaseModel):
     balance: BalanceRead
 
 
-class MovementPage(BaseModel):
-    items: list[MovementRead]
-    next_cursor: str | None
+class MovementPage(Page[MovementRead]):
+    pass
 
 
 class BulkMovements(RequestBody):
@@ -206,9 +204,8 @@ class StockItem(BalanceRead):
     reorder_point: int | None
 
 
-class StockPage(BaseModel):
-    items: list[StockItem]
-    next_cursor: str | None
+class StockPage(Page[StockItem]):
+    pass
 
 
 class ReservationCreate(RequestBody):
@@ -237,6 +234,5 @@ class ReservationResult(BaseModel):
     movement: MovementRead | None = None
 
 
-class ReservationPage(BaseModel):
-    items: list[ReservationRead]
-    next_cursor: str | None
+class ReservationPage(Page[ReservationRead]):
+    pass

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from stockyard.auth.pipeline import READS_INVENTORY, InventoryWriter, TenantSession
-from stockyard.core.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, split_page, text_cursor
+from stockyard.core.pagination import Paging, text_cursor
 from stockyard.core.preconditions import IfMatch, etag, expected_version
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.idempotency.dependencies import Idempotent
@@ -57,19 +57,18 @@ async def create_product(
 )
 async def list_products(
     session: TenantSession,
+    paging: Paging,
     q: Prefix = None,
     archived: ArchivedFilter = None,
-    limit: Limit = DEFAULT_PAGE_SIZE,
-    cursor: Cursor = None,
 ) -> ProductPage:
     products = await catalogue_service.list_products(
         session,
         q=q,
         archived=archived,
-        after_sku=text_cursor(cursor),
-        limit=limit + 1,
+        after_sku=text_cursor(paging.cursor),
+        limit=paging.fetch,
     )
-    page, next_cursor = split_page(products, limit, lambda p: (p.sku,))
+    page, next_cursor = paging.cut(products, lambda p: (p.sku,))
     return ProductPage(items=[ProductRead.model_validate(p) for p in page], next_cursor=next_cursor)
 
 
@@ -132,19 +131,18 @@ async def create_location(
 )
 async def list_locations(
     session: TenantSession,
+    paging: Paging,
     q: Prefix = None,
     archived: ArchivedFilter = None,
-    limit: Limit = DEFAULT_PAGE_SIZE,
-    cursor: Cursor = None,
 ) -> LocationPage:
     locations = await catalogue_service.list_locations(
         session,
         q=q,
         archived=archived,
-        after_code=text_cursor(cursor),
-        limit=limit + 1,
+        after_code=text_cursor(paging.cursor),
+        limit=paging.fetch,
     )
-    page, next_cursor = split_page(locations, limit, lambda loc: (loc.code,))
+    page, next_cursor = paging.cut(locations, lambda loc: (loc.code,))
     return LocationPage(
         items=[LocationRead.model_validate(loc) for loc in page], next_cursor=next_cursor
     )

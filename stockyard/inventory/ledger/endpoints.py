@@ -9,14 +9,7 @@ from fastapi.responses import JSONResponse
 
 from stockyard.auth.pipeline import READS_INVENTORY, InventoryWriter, TenantSession
 from stockyard.core.dependencies import RequestId
-from stockyard.core.pagination import (
-    DEFAULT_PAGE_SIZE,
-    Cursor,
-    Limit,
-    instant_cursor,
-    split_page,
-    text_pair_cursor,
-)
+from stockyard.core.pagination import Paging, instant_cursor, text_pair_cursor
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant
 from stockyard.idempotency.dependencies import Idempotent
@@ -83,13 +76,12 @@ async def ingest_movements(
 )
 async def list_movements(
     session: TenantSession,
+    paging: Paging,
     sku: Annotated[str | None, Query(max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=64)] = None,
     kind: Annotated[MovementKind | None, Query()] = None,
     start: Annotated[Instant | None, Query(description="occurred_at >= start")] = None,
     end: Annotated[Instant | None, Query(description="occurred_at < end")] = None,
-    limit: Limit = DEFAULT_PAGE_SIZE,
-    cursor: Cursor = None,
 ) -> MovementPage:
     movements = await ledger.history(
         session,
@@ -98,12 +90,10 @@ async def list_movements(
         kind=kind,
         start=start,
         end=end,
-        after=instant_cursor(cursor),
-        limit=limit + 1,
+        after=instant_cursor(paging.cursor),
+        limit=paging.fetch,
     )
-    page, next_cursor = split_page(
-        movements, limit, lambda m: (m.occurred_at.isoformat(), str(m.id))
-    )
+    page, next_cursor = paging.cut(movements, lambda m: (m.occurred_at.isoformat(), str(m.id)))
     return MovementPage(items=page, next_cursor=next_cursor)
 
 
@@ -129,19 +119,18 @@ async def create_transfer(
 )
 async def read_stock(
     session: TenantSession,
+    paging: Paging,
     sku: Annotated[str | None, Query(max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=64)] = None,
     below_reorder_point: Annotated[bool, Query()] = False,
-    limit: Limit = DEFAULT_PAGE_SIZE,
-    cursor: Cursor = None,
 ) -> StockPage:
     items = await ledger.stock(
         session,
         sku=sku,
         location=location,
         below_reorder_point=below_reorder_point,
-        after=text_pair_cursor(cursor),
-        limit=limit + 1,
+        after=text_pair_cursor(paging.cursor),
+        limit=paging.fetch,
     )
-    page, next_cursor = split_page(items, limit, lambda item: (item.sku, item.location))
+    page, next_cursor = paging.cut(items, lambda item: (item.sku, item.location))
     return StockPage(items=page, next_cursor=next_cursor)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from stockyard.auth.pipeline import READS_INVENTORY, InventoryWriter, TenantSession
 from stockyard.core.dependencies import RequestId
-from stockyard.core.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, instant_cursor, split_page
+from stockyard.core.pagination import Paging, instant_cursor
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.idempotency.dependencies import Idempotent
 from stockyard.inventory.reservations import service as reservation_service
@@ -49,16 +49,13 @@ async def create_reservation(
 )
 async def list_reservations(
     session: TenantSession,
+    paging: Paging,
     status: Annotated[ReservationStatus | None, Query()] = None,
-    limit: Limit = DEFAULT_PAGE_SIZE,
-    cursor: Cursor = None,
 ) -> ReservationPage:
     reservations = await reservation_service.list_reservations(
-        session, status=status, after=instant_cursor(cursor), limit=limit + 1
+        session, status=status, after=instant_cursor(paging.cursor), limit=paging.fetch
     )
-    page, next_cursor = split_page(
-        reservations, limit, lambda r: (r.created_at.isoformat(), str(r.id))
-    )
+    page, next_cursor = paging.cut(reservations, lambda r: (r.created_at.isoformat(), str(r.id)))
     return ReservationPage(items=page, next_cursor=next_cursor)
 
 

@@ -1,4 +1,5 @@
-"""Sign-in, token rotation and revocation: the rules that make tokens safe to hand out."""
+"""The grants: sign-in (password, client credentials), refresh-token rotation with reuse
+detection, and revocation. The rules that make tokens safe to hand out."""
 
 from __future__ import annotations
 

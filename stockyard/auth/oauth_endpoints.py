@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 
+from stockyard.auth import grants
 from stockyard.auth import repository as auth_repository
-from stockyard.auth import service as auth_service
 from stockyard.auth.exceptions import (
     InvalidClient,
     InvalidRequest,
@@ -197,7 +197,7 @@ async def issue_token(
     if grant_type == "password" and not tenant:
         # No tenant: a platform support engineer signing in.
         fields = _required(username=username, password=password)
-        pair = await auth_service.staff_password_grant(
+        pair = await grants.staff_password_grant(
             sessionmaker,
             settings,
             keyring,
@@ -211,7 +211,7 @@ async def issue_token(
         fields = _required(username=username, password=password, tenant=tenant)
         # The sign-in opens its own short transactions (no connection while it hashes);
         # `session` below serves the other grants and is never connected on this path.
-        pair = await auth_service.password_grant(
+        pair = await grants.password_grant(
             sessionmaker,
             settings,
             keyring,
@@ -224,7 +224,7 @@ async def issue_token(
         )
     elif grant_type == "refresh_token":
         fields = _required(refresh_token=refresh_token)
-        pair = await auth_service.refresh_grant(
+        pair = await grants.refresh_grant(
             session,
             sessionmaker,
             settings,
@@ -239,7 +239,7 @@ async def issue_token(
             client_id, client_secret = basic
         if not client_id or not client_secret:
             raise InvalidClient()
-        pair = await auth_service.client_credentials_grant(
+        pair = await grants.client_credentials_grant(
             session,
             settings,
             keyring,
@@ -289,7 +289,7 @@ async def revoke_token(
 ) -> RevocationResult:
     await _refuse_repeated_parameters(request, REVOCATION_FIELDS)
     del token_type_hint  # RFC 7009: a hint only; the token's shape says what it is
-    await auth_service.revoke_token(session, settings, keyring, limiter, token=token)
+    await grants.revoke_token(session, settings, keyring, limiter, token=token)
     return RevocationResult()
 
 
