@@ -75,7 +75,7 @@ async def _audit_failure(request: Request, exc: AppError) -> None:
     await audit_trail.record_apart(
         request.app.state.sessionmaker,
         tenant_id=claims.tenant_id,
-        actor_type="client" if claims.is_client else "user",
+        actor_type=claims.kind,
         actor_id=claims.subject,
         action=action,
         status=exc.status_code,

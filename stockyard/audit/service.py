@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stockyard.audit import repository as audit_repository
 from stockyard.core import audit_trail
 from stockyard.core.audit_trail import PLATFORM_TENANT_ID
-from stockyard.core.principal import AccessClaims
+from stockyard.core.principal import AccessClaims, PrincipalKind
 
 
 async def trace_for_staff(
@@ -22,7 +22,7 @@ async def trace_for_staff(
     await audit_trail.record_for(
         session,
         tenant_id=PLATFORM_TENANT_ID,
-        actor_type="staff",
+        actor_type=PrincipalKind.STAFF,
         actor_id=principal.subject,
         action="support.trace",
         resource_type="request",

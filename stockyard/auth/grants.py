@@ -34,7 +34,7 @@ from stockyard.auth.tokens import (
 from stockyard.core import audit_trail, metrics, tenancy
 from stockyard.core.audit_trail import PLATFORM_TENANT_ID
 from stockyard.core.errors import InvalidToken
-from stockyard.core.principal import CLIENT_ROLE, STAFF_ROLE
+from stockyard.core.principal import CLIENT_ROLE, STAFF_ROLE, PrincipalKind
 from stockyard.core.sealing import sealer
 from stockyard.core.settings import Settings
 from stockyard.tenants import repository as tenant_repository
@@ -175,7 +175,7 @@ async def password_grant(
             await audit_trail.record_apart(
                 sessionmaker,
                 tenant_id=tenant_id,
-                actor_type="user",
+                actor_type=PrincipalKind.USER,
                 actor_id=user.id if user else None,
                 action="auth.login_failed",
                 status=400,
@@ -317,7 +317,7 @@ async def _revoke_reused_family(
         await audit_trail.record_for(
             session,
             tenant_id=tenant_id,
-            actor_type="user",
+            actor_type=PrincipalKind.USER,
             actor_id=user_id,
             action="auth.refresh_reuse_detected",
             resource_type="token_family",

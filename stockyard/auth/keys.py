@@ -184,7 +184,7 @@ class KeyRing:
         return {"keys": [k.public_jwk() for k in self._keys.values() if k.verifies_at(now)]}
 
 
-def get_keyring(request: Request) -> KeyRing:
+async def get_keyring(request: Request) -> KeyRing:
     keyring: KeyRing = request.app.state.keyring
     return keyring
 

@@ -24,7 +24,7 @@ from stockyard.auth.scopes import Role
 from stockyard.core import audit_trail, tenancy
 from stockyard.core.database import insert_unique, save_new_version
 from stockyard.core.errors import Conflict, Forbidden, NotFound, PreconditionFailed
-from stockyard.core.principal import AccessClaims
+from stockyard.core.principal import AccessClaims, PrincipalKind
 from stockyard.core.settings import Settings
 
 
@@ -177,7 +177,7 @@ async def change_own_password(
         await audit_trail.record_apart(
             sessionmaker,
             tenant_id=principal.tenant_id,
-            actor_type="user",
+            actor_type=PrincipalKind.USER,
             actor_id=user.id,
             action="auth.password_change_failed",
             status=400,

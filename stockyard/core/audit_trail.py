@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from stockyard.core import tenancy
 from stockyard.core.ids import new_id
 from stockyard.core.models import Base
-from stockyard.core.principal import AccessClaims
+from stockyard.core.principal import AccessClaims, PrincipalKind
 
 log = structlog.get_logger()
 
@@ -56,12 +56,6 @@ def current_request_id() -> str | None:
     return request_id if isinstance(request_id, str) else None
 
 
-def actor_type(principal: AccessClaims) -> str:
-    if principal.is_staff:
-        return "staff"
-    return "client" if principal.is_client else "user"
-
-
 async def record(
     session: AsyncSession,
     principal: AccessClaims,
@@ -76,7 +70,7 @@ async def record(
     await record_for(
         session,
         tenant_id=principal.tenant_id,
-        actor_type=actor_type(principal),
+        actor_type=principal.kind,
         actor_id=principal.subject,
         action=action,
         resource_type=resource_type,
@@ -90,7 +84,7 @@ async def record_for(
     session: AsyncSession,
     *,
     tenant_id: uuid.UUID,
-    actor_type: str,
+    actor_type: PrincipalKind,
     actor_id: uuid.UUID | None,
     action: str,
     resource_type: str | None = None,
@@ -122,7 +116,7 @@ async def record_apart(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
     tenant_id: uuid.UUID,
-    actor_type: str,
+    actor_type: PrincipalKind,
     actor_id: uuid.UUID | None,
     action: str,
     status: int,

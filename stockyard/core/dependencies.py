@@ -1,5 +1,8 @@
 """What the application's lifespan built, reached through the request, one typed dependency
-each: a route or a domain service names exactly what it uses."""
+each: a route or a domain service names exactly what it uses.
+
+They are `async def` although they never await: FastAPI runs a plain `def` dependency in a
+worker thread, a thread hop per dependency per request for a field read."""
 
 from __future__ import annotations
 
@@ -12,27 +15,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from stockyard.core.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 
 
-def get_request_id(request: Request) -> str | None:
+async def get_request_id(request: Request) -> str | None:
     request_id = request.scope.get("state", {}).get("request_id")
     return request_id if isinstance(request_id, str) else None
 

@@ -124,7 +124,7 @@ class PageRequest:
         return page, encode_cursor(*cursor_of(page[-1]))
 
 
-def page_request(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> PageRequest:
+async def page_request(limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> PageRequest:
     return PageRequest(limit=limit, cursor=cursor)
 
 

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 
 # The `role` claim of tokens that are not a tenant user's: an API client's (client
 # credentials) and a platform support engineer's.
 CLIENT_ROLE = "client"
 STAFF_ROLE = "staff"
+
+
+class PrincipalKind(StrEnum):
+    """Who a token speaks for; also the `actor_type` of audit events."""
+
+    USER = "user"
+    CLIENT = "client"
+    STAFF = "staff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +35,15 @@ class AccessClaims:
     token_id: str
 
     @property
+    def kind(self) -> PrincipalKind:
+        if self.role == STAFF_ROLE:
+            return PrincipalKind.STAFF
+        return PrincipalKind.CLIENT if self.role == CLIENT_ROLE else PrincipalKind.USER
+
+    @property
     def is_client(self) -> bool:
-        return self.role == CLIENT_ROLE
+        return self.kind is PrincipalKind.CLIENT
 
     @property
     def is_staff(self) -> bool:
-        return self.role == STAFF_ROLE
+        return self.kind is PrincipalKind.STAFF

@@ -42,7 +42,7 @@ class TenantLimits:
         self._cache.pop(tenant_id, None)
 
 
-def get_tenant_limits(request: Request) -> TenantLimits:
+async def get_tenant_limits(request: Request) -> TenantLimits:
     limits: TenantLimits = request.app.state.tenant_limits
     return limits
 

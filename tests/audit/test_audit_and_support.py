@@ -5,7 +5,6 @@ import json
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from stockyard.core.settings import SUPPORT_ROLE, Settings
@@ -188,7 +187,8 @@ async def test_members_cannot_read_the_audit_log(client: httpx.AsyncClient, crew
     assert (await client.get("/api/v1/audit", headers=crew.headers("admin"))).status_code == 200
 
 
-async def test_metrics_parse_and_count_requests(client: httpx.AsyncClient, app: FastAPI) -> None:
+@pytest.mark.usefixtures("app")
+async def test_metrics_parse_and_count_requests(client: httpx.AsyncClient) -> None:
     for _ in range(3):
         await client.get("/livez")
     text = (await client.get("/metrics")).text
@@ -207,7 +207,8 @@ async def test_metrics_parse_and_count_requests(client: httpx.AsyncClient, app: 
             assert "tenant" not in sample.labels and "user" not in sample.labels
 
 
-async def test_metrics_token_protects_metrics(services: TestServices, settings: Settings) -> None:
+@pytest.mark.usefixtures("settings")
+async def test_metrics_token_protects_metrics(services: TestServices) -> None:
     async with running_app(make_settings(services, metrics_token="m" * 20)) as (_, client):
         assert (await client.get("/metrics")).status_code == 401
         ok = await client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 20})

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 import jwt
+import pytest
 from fastapi import FastAPI
 from joserfc import jwk as joserfc_jwk
 from joserfc import jwt as joserfc_jwt
@@ -39,8 +40,9 @@ def _publish_delay(settings: Settings) -> float:
     return settings.jwks_max_age_seconds + 2 * settings.signing_key_cache_seconds
 
 
+@pytest.mark.usefixtures("app")
 async def test_rotation_publishes_the_new_key_before_it_signs(
-    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant, settings: Settings
+    client: httpx.AsyncClient, tenant: Tenant, settings: Settings
 ) -> None:
     old_kid = _kid(tenant.access_token)
     code, output = await run_cli(settings, "keys", "rotate")
@@ -211,8 +213,9 @@ async def test_an_unknown_kid_does_not_reload_the_key_set_on_every_request(
     assert loads < 5
 
 
+@pytest.mark.usefixtures("settings")
 async def test_rotation_across_two_workers_never_rejects_a_fresh_token(
-    services: TestServices, settings: Settings, tmp_path: Path
+    services: TestServices, tmp_path: Path
 ) -> None:
     """`stockyard serve --workers 2`, sign-ins and calls spread over both workers (a new
     connection each time) before, during and after a rotation: every fresh token works on

@@ -312,9 +312,8 @@ async def test_a_repeated_parameter_is_invalid_request(client: httpx.AsyncClient
     assert response.json()["error"] == "invalid_request"
 
 
-async def test_grace_window_tolerates_only_the_immediately_previous_token(
-    services: Any, settings: Any
-) -> None:
+@pytest.mark.usefixtures("settings")
+async def test_grace_window_tolerates_only_the_immediately_previous_token(services: Any) -> None:
     from tests.conftest import make_settings, running_app
     from tests.support.helpers import signup
 
@@ -334,7 +333,8 @@ async def test_grace_window_tolerates_only_the_immediately_previous_token(
         assert (await refresh(c, second["refresh_token"])).status_code == 400
 
 
-async def test_two_refreshes_within_grace_both_stay_usable(services: Any, settings: Any) -> None:
+@pytest.mark.usefixtures("settings")
+async def test_two_refreshes_within_grace_both_stay_usable(services: Any) -> None:
     """Two concurrent refreshes of one token both answer 200 with the same pair: whichever
     response the client keeps, its next refresh (after the window closed) works and the
     session lives on."""

@@ -44,8 +44,9 @@ async def _hammer(
     return results
 
 
+@pytest.mark.usefixtures("settings")
 async def test_redis_outage_under_load_fails_open_and_limiting_resumes(
-    services: TestServices, settings: Settings, tmp_path: Path
+    services: TestServices, tmp_path: Path
 ) -> None:
     redis = EmbeddedServices(tmp_path)
     url = redis.start_redis()

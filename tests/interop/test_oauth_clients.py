@@ -45,8 +45,9 @@ def _tenant(live: LiveServer) -> Tenant:
     return asyncio.run(make())
 
 
+@pytest.mark.usefixtures("live")
 def test_discovery_names_the_endpoints_and_the_tokens_issuer(
-    live: LiveServer, metadata: dict[str, Any], settings: Settings
+    metadata: dict[str, Any], settings: Settings
 ) -> None:
     assert metadata["issuer"] == settings.issuer
     assert metadata["token_endpoint"] == f"{settings.public_url}/api/v1/auth/token"

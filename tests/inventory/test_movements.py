@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.helpers import Tenant
 from tests.support.inventory import Inventory
+from tests.support.ledger import balances_against_ledger
 
 
 async def test_receipt_issue_adjustment_update_the_balance(inv: Inventory) -> None:
@@ -41,6 +42,11 @@ async def test_issue_beyond_stock_is_409_and_writes_nothing(
     assert response.json()["error"]["code"] == "insufficient_stock"
     history = (await inv.get("/movements", sku=sku)).json()["items"]
     assert [m["delta"] for m in history] == [2]
+    # Read by the app role in the tenant, outside the API: the balance kept its 2, as the ledger.
+    rows = [
+        row for row in await balances_against_ledger(app_db, inv.tenant.id) if row["sku"] == sku
+    ]
+    assert [(row["on_hand"], row["ledger"], row["reserved"]) for row in rows] == [(2, 2, 0)]
 
 
 @pytest.mark.parametrize(

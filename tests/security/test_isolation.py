@@ -83,8 +83,9 @@ async def test_tenant_id_leads_every_key_and_index_of_tenant_tables(
     assert offenders == []
 
 
+@pytest.mark.usefixtures("tenant")
 async def test_app_role_without_tenant_sees_no_rows_and_cannot_write(
-    tenant: Tenant, app_db: asyncpg.Connection, owner_db: asyncpg.Connection
+    app_db: asyncpg.Connection, owner_db: asyncpg.Connection
 ) -> None:
     tables = [row["relname"] for row in await owner_db.fetch(CATALOG_TENANT_TABLES)]
     # The owner sees the fixture's rows, so zero below means filtered, not empty.
@@ -118,8 +119,9 @@ async def test_insert_with_another_tenants_id_is_refused(
             )
 
 
+@pytest.mark.usefixtures("other_tenant")
 async def test_tenant_context_shows_only_that_tenants_rows(
-    tenant: Tenant, other_tenant: Tenant, app_db: asyncpg.Connection
+    tenant: Tenant, app_db: asyncpg.Connection
 ) -> None:
     async with app_db.transaction():
         await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))

@@ -51,7 +51,8 @@ async def test_short_password_is_rejected(client: httpx.AsyncClient) -> None:
     assert response.status_code == 422
 
 
-async def test_signup_disabled_is_403(services: TestServices, settings: Settings) -> None:
+@pytest.mark.usefixtures("settings")
+async def test_signup_disabled_is_403(services: TestServices) -> None:
     async with running_app(make_settings(services, allow_signup=False)) as (_, client):
         response = await client.post("/api/v1/tenants", json=_body(random_slug()))
     assert response.status_code == 403
