@@ -258,7 +258,12 @@ async def refresh_grant(
             family_id, user_id = family.id, family.user_id  # rollback expires the rows
             await session.rollback()
             await _revoke_reused_family(
-                sessionmaker, limiter, tenant_id=tenant_id, family_id=family_id, user_id=user_id
+                sessionmaker,
+                limiter,
+                tenant_id=tenant_id,
+                presented_hash=hash_refresh_token(refresh_token),
+                family_id=family_id,
+                user_id=user_id,
             )
             raise RefreshTokenReused("This refresh token was already used; the session is revoked.")
         # Tolerated: the client refreshed twice at once (or retried a lost response). It gets
@@ -306,10 +311,16 @@ async def _revoke_reused_family(
     limiter: RateLimiter,
     *,
     tenant_id: uuid.UUID,
+    presented_hash: bytes,
     family_id: uuid.UUID,
     user_id: uuid.UUID,
 ) -> None:
+    """Revoke a family whose used token came back, in a transaction of its own. It takes the
+    refresh-token locks in the order every refresh takes them (the presented token, then its
+    child, then the family's rows), so it queues behind concurrent refreshes instead of
+    deadlocking with one that holds the presented token and waits for its child."""
     async with tenancy.tenant_transaction(sessionmaker, tenant_id) as session:
+        await auth_repository.lock_refresh_token(session, presented_hash)
         revoked = await auth_repository.revoke_families(
             session, family_ids=[family_id], reason="refresh_reuse"
         )

@@ -19,8 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from stockyard.auth.keys import KeyPair
+from stockyard.auth.tokens import LEEWAY_SECONDS, verify_access_token
+from stockyard.core.settings import Settings
 from tests.support.crew import add_client, client_token
-from tests.support.helpers import PASSWORD, Tenant, bearer, password_login, refresh
+from tests.support.helpers import PASSWORD, Tenant, bearer, password_login, refresh, signup
 
 
 def _b64(data: bytes) -> str:
@@ -232,6 +234,19 @@ async def test_concurrent_refreshes_of_one_token_exactly_one_succeeds(
     assert statuses.count(400) == 4
 
 
+async def test_reuse_detection_under_concurrent_refreshes_never_deadlocks(
+    client: httpx.AsyncClient,
+) -> None:
+    """Many refreshes of one token at once: one rotates it, every other one is a reuse whose
+    revocation runs in a transaction of its own while the rest still hold the token's row;
+    none may end in a deadlock (503 concurrent_update). Ten rounds of eight."""
+    for _ in range(10):
+        tenant = await signup(client)
+        responses = await asyncio.gather(*(refresh(client, tenant.refresh_token) for _ in range(8)))
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses == [200] + [400] * 7, statuses
+
+
 async def test_revoke_endpoint_answers_200_for_any_token(client: httpx.AsyncClient) -> None:
     """RFC 7009 section 2.2: an unknown or invalid token is not an error; a missing one is."""
     unknown = f"{uuid.uuid4().hex}.not-a-real-token"
@@ -356,3 +371,19 @@ async def test_two_refreshes_within_grace_both_stay_usable(services: Any) -> Non
             assert later.status_code == 200, later.text
             me = await c.get("/api/v1/me", headers=bearer(later.json()["access_token"]))
             assert me.status_code == 200
+
+
+async def test_a_verified_token_is_remembered_only_until_it_expires(
+    app: FastAPI, tenant: Tenant, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker skips ES256 for a token it has verified, but never past the token's `exp`
+    (plus the leeway verification allows), and never for a token it has not seen."""
+    keyring = app.state.keyring
+    where = {"issuer": settings.issuer, "audience": settings.jwt_audience}
+    claims = await verify_access_token(keyring, tenant.access_token, **where)
+    remembered = keyring.verified.get(tenant.access_token, leeway=LEEWAY_SECONDS, **where)
+    assert remembered == claims
+    header, payload, signature = tenant.access_token.split(".")
+    assert keyring.verified.get(f"{header}.{payload}.x{signature}", leeway=0, **where) is None
+    monkeypatch.setattr("stockyard.auth.keys.time.time", lambda: claims.expires_at + LEEWAY_SECONDS)
+    assert keyring.verified.get(tenant.access_token, leeway=LEEWAY_SECONDS, **where) is None
