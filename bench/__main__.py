@@ -1,4 +1,5 @@
-"""`python -m bench`: Stockyard measured side by side in one run.
+"""`python -m bench`: Stockyard measured side by side in one run (`python -m bench cpu`: server
+CPU time per request, one worker; see bench/cpu.py).
 
 Starts the API (uvicorn workers, embedded services unless STOCKYARD_BENCH_DATABASE_URL (a
 superuser URL) and STOCKYARD_BENCH_REDIS_URL name others), seeds two tenants of 1,000 products,
@@ -11,13 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import platform
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import asyncpg
 import httpx
 
 from bench import driver, seed, wrk
+from bench.harness import create_database, free_port, load, signup, start_server, wait_ready
 from bench.stats import summarize
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.embedded import EmbeddedServices
@@ -38,80 +38,6 @@ from stockyard.core.settings import Settings
 from stockyard.migrations.runner import migrate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-PASSWORD = "bench passphrase 123"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _server(env: dict[str, str], port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stockyard.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        env={**os.environ, **env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"server at {url} did not start")
-
-
-def _load(plan: driver.Plan) -> dict[str, Any]:
-    """Drive load from a separate process (wrk when installed, else the Python driver) and
-    return {requests, elapsed, p50_ms, p99_ms, non_2xx}."""
-    if wrk.available():
-        return wrk.run(plan)
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=driver.run, args=(plan, queue))
-    process.start()
-    raw: dict[str, Any] = json.loads(queue.get(timeout=plan.duration + 120))
-    process.join(timeout=30)
-    row = summarize("", raw["latencies"], raw["elapsed"])
-    non_2xx = sum(n for status, n in raw["statuses"].items() if not str(status).startswith("2"))
-    return {
-        "requests": row["requests"],
-        "elapsed": raw["elapsed"],
-        "p50_ms": row["p50_ms"],
-        "p99_ms": row["p99_ms"],
-        "non_2xx": non_2xx,
-    }
-
-
-def _signup(url: str, slug: str) -> tuple[uuid.UUID, str]:
-    email = f"owner@{slug}.example.com"
-    created = httpx.post(
-        f"{url}/api/v1/tenants",
-        json={"name": slug, "slug": slug, "owner_email": email, "owner_password": PASSWORD},
-        timeout=30,
-    )
-    created.raise_for_status()
-    token = httpx.post(
-        f"{url}/api/v1/auth/token",
-        data={"grant_type": "password", "username": email, "password": PASSWORD, "tenant": slug},
-        timeout=30,
-    )
-    token.raise_for_status()
-    return uuid.UUID(created.json()["id"]), str(token.json()["access_token"])
 
 
 STOCK_SQL = """
@@ -208,11 +134,11 @@ async def _limiter_call(settings: Settings, rounds: int) -> dict[str, Any]:
     redis = create_redis(settings.redis_url, settings)
     limiter = RateLimiter(redis, prefix="bench:", fail_open=False, revocation_ttl_seconds=60)
     sid = uuid.uuid4()
-    await limiter.check_session(sid, per_minute=10**9, burst=10**9)
+    await limiter.check_session(sid, token_id="bench", per_minute=10**9, burst=10**9)
     latencies = []
     for _ in range(rounds):
         t0 = time.perf_counter()
-        await limiter.check_session(sid, per_minute=10**9, burst=10**9)
+        await limiter.check_session(sid, token_id="bench", per_minute=10**9, burst=10**9)
         latencies.append(time.perf_counter() - t0)
     await redis.aclose()
     ordered = sorted(latencies)
@@ -234,9 +160,9 @@ async def _orm_row_by_row(
     statement per movement, in one transaction, as the app role."""
     from stockyard.core.database import create_engine, create_sessionmaker
     from stockyard.core.ids import new_id
+    from stockyard.core.tenancy import set_current_tenant
     from stockyard.inventory.ledger import repository as ledger_repository
     from stockyard.inventory.models import Movement
-    from stockyard.tenants.repository import set_current_tenant
 
     engine = create_engine(app_url(settings), settings, pool_size=1)
     started = time.perf_counter()
@@ -298,20 +224,6 @@ def _machine(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _create_database(admin_url: str, name: str, drop: bool = False) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(to_libpq_dsn(admin_url))
-        try:
-            if drop:
-                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            else:
-                await connection.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--movements", type=int, default=1_000_000, help="per tenant")
@@ -330,7 +242,7 @@ def main() -> None:
     admin_url = os.environ.get("STOCKYARD_BENCH_DATABASE_URL") or embedded.start_postgres()
     redis_url = os.environ.get("STOCKYARD_BENCH_REDIS_URL") or embedded.start_redis()
     name = f"stockyard_bench_{secrets.token_hex(4)}"
-    _create_database(admin_url, name)
+    create_database(admin_url, name)
     from sqlalchemy.engine import make_url
 
     database_url = make_url(admin_url).set(database=name).render_as_string(False)
@@ -338,7 +250,7 @@ def main() -> None:
     settings = Settings(
         _env_file=None,
         database_url=database_url,
-        redis_url=redis_url,  # type: ignore[call-arg]
+        redis_url=redis_url,
         secret_key=secret,
         redis_key_prefix=f"{name}:",
     )
@@ -357,22 +269,22 @@ def main() -> None:
             "STOCKYARD_LOGIN_RATE_LIMIT_PER_MINUTE": "1000000000",
             "STOCKYARD_DB_POOL_SIZE": "20",
         }
-        with_port, without_port = _free_port(), _free_port()
+        with_port, without_port = free_port(), free_port()
         with_url, without_url = f"http://127.0.0.1:{with_port}", f"http://127.0.0.1:{without_port}"
-        servers.append(_server(env, with_port, args.workers, workdir / "with.log"))
+        servers.append(start_server(env, with_port, args.workers, workdir / "with.log"))
         servers.append(
-            _server(
+            start_server(
                 {**env, "STOCKYARD_RATE_LIMIT_ENABLED": "false"},
                 without_port,
                 args.workers,
                 workdir / "without.log",
             )
         )
-        _wait_ready(with_url)
-        _wait_ready(without_url)
+        wait_ready(with_url)
+        wait_ready(without_url)
 
         print(f"seeding 2 tenants x {args.movements:,} movements ...", flush=True)
-        tenants = [_signup(with_url, f"bench-{i}-{secrets.token_hex(3)}") for i in range(2)]
+        tenants = [signup(with_url, f"bench-{i}-{secrets.token_hex(3)}") for i in range(2)]
         seeded = [
             asyncio.run(
                 seed.seed_tenant(
@@ -398,7 +310,7 @@ def main() -> None:
             headers: dict[str, str] | None = None,
             duration: float | None = None,
         ) -> dict[str, Any]:
-            result = _load(
+            result = load(
                 driver.Plan(
                     url,
                     method,
@@ -571,7 +483,7 @@ def main() -> None:
             with suppress(subprocess.TimeoutExpired):
                 server.wait(timeout=30)
         with suppress(Exception):
-            _create_database(admin_url, name, drop=True)
+            create_database(admin_url, name, drop=True)
         embedded.stop()
 
 
@@ -602,4 +514,9 @@ def _print(result: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["cpu"]:
+        from bench import cpu
+
+        cpu.main(sys.argv[2:])
+    else:
+        main()

@@ -14,8 +14,10 @@ key it replaces signs until then and verifies until its last token has expired.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -30,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stockyard.auth import repository as auth_repository
 from stockyard.auth.models import SigningKey
+from stockyard.core.principal import AccessClaims
 from stockyard.core.sealing import sealer
 
 log = structlog.get_logger()
@@ -109,6 +112,38 @@ async def list_keys(session: AsyncSession) -> list[SigningKey]:
     return await auth_repository.list_signing_keys(session)
 
 
+class VerifiedTokens:
+    """Claims of access tokens this worker has already verified, by the token's SHA-256, kept
+    until the token expires (bounded, least recently used out first). A client repeating its
+    token skips the ES256 check; revocation and the limiter still run on every request, and a
+    key retires only after every token it signed has expired, so nothing here outlives the
+    key that vouched for it."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[bytes, AccessClaims] = OrderedDict()
+
+    @staticmethod
+    def _key(token: str, issuer: str, audience: str) -> bytes:
+        return hashlib.sha256(f"{issuer}\x00{audience}\x00{token}".encode()).digest()
+
+    def get(self, token: str, *, issuer: str, audience: str, leeway: int) -> AccessClaims | None:
+        key = self._key(token, issuer, audience)
+        claims = self._entries.get(key)
+        if claims is None:
+            return None
+        if claims.expires_at + leeway <= time.time():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return claims
+
+    def put(self, token: str, claims: AccessClaims, *, issuer: str, audience: str) -> None:
+        self._entries[self._key(token, issuer, audience)] = claims
+        if len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+
 class KeyRing:
     """The worker's view of the signing keys, reloaded lazily and never more than needed."""
 
@@ -123,6 +158,7 @@ class KeyRing:
         self._signers: list[KeyPair] = []
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
+        self.verified = VerifiedTokens()
 
     async def load(self) -> None:
         async with self._sessionmaker() as session, session.begin():

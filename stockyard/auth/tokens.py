@@ -91,6 +91,15 @@ async def issue_access_token(
 async def verify_access_token(
     keyring: KeyRing, token: str, *, issuer: str, audience: str
 ) -> AccessClaims:
+    known = keyring.verified.get(token, issuer=issuer, audience=audience, leeway=LEEWAY_SECONDS)
+    if known is not None:
+        return known
+    claims = await _verify(keyring, token, issuer=issuer, audience=audience)
+    keyring.verified.put(token, claims, issuer=issuer, audience=audience)
+    return claims
+
+
+async def _verify(keyring: KeyRing, token: str, *, issuer: str, audience: str) -> AccessClaims:
     invalid = InvalidToken()
     try:
         header = jwt.get_unverified_header(token)

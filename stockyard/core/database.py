@@ -57,8 +57,10 @@ def create_engine(url: URL, settings: Settings, *, pool_size: int | None = None)
         url,
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=0,
-        # A dead connection (database restarted) is replaced instead of failing a request.
-        pool_pre_ping=True,
+        # No ping before every checkout (a round trip per request): a connection that died
+        # with a database restart fails its request as 503 `database_unavailable`, and the
+        # disconnect invalidates the pool, so the next requests get fresh connections.
+        pool_pre_ping=False,
         pool_timeout=settings.db_timeout_seconds,
         connect_args={
             "timeout": settings.db_timeout_seconds,

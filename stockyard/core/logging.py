@@ -73,6 +73,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     ]
     structlog.configure(
         processors=[
+            # First: a line below the level is dropped before any other processor runs (the
+            # per-request access line, with STOCKYARD_LOG_LEVEL=WARNING, costs one level check).
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

@@ -1,0 +1,250 @@
+"""`python -m bench cpu`: server CPU time per request, one worker, under wrk.
+
+Starts one `stockyard serve --workers 1` on a throwaway database (on the services named by
+STOCKYARD_BENCH_DATABASE_URL, a superuser URL, and STOCKYARD_BENCH_REDIS_URL, else embedded
+ones), seeds one tenant, then runs each request below under wrk (16 connections) while reading
+the server process's own CPU time (utime + stime, /proc/<pid>/stat) before and after: CPU ms
+per request is the most stable figure on a shared, noisy box. Every scenario runs in rounds,
+interleaved, so the same noise falls on all of them. `/livez` (the framework floor) and the
+asyncpg floor (BEGIN + set_config + a primary-key select + COMMIT on 16 connections, in this
+process) are measured in the same run. Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import driver, seed, wrk
+from bench.harness import create_database, free_port, signup, start_server, wait_ready
+from stockyard.core.database import app_url, owner_url, to_libpq_dsn
+from stockyard.core.embedded import EmbeddedServices
+from stockyard.core.settings import Settings
+from stockyard.migrations.runner import migrate
+
+RESULTS = Path(__file__).resolve().parent / "results" / "cpu.json"
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's own CPU time so far, all its threads, user and system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime field 14, stime field 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def measure(pid: int, plan: driver.Plan) -> dict[str, Any]:
+    before = cpu_seconds(pid)
+    result = wrk.run(plan)
+    used = cpu_seconds(pid) - before
+    return {**result, "cpu_seconds": used}
+
+
+async def asyncpg_floor(
+    dsn: str, tenant_id: uuid.UUID, product_ids: list[uuid.UUID], duration: float
+) -> dict[str, Any]:
+    """What the database round trips of one authenticated product GET allow: 16 connections,
+    each BEGIN + set_config + the primary-key select + COMMIT, as the app role."""
+    pool = await asyncpg.create_pool(dsn, min_size=16, max_size=16)
+    done = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker() -> None:
+        nonlocal done
+        async with pool.acquire() as connection:
+            while time.perf_counter() < deadline:
+                async with connection.transaction():
+                    await connection.execute(
+                        "SELECT set_config('app.tenant_id', $1, true)", str(tenant_id)
+                    )
+                    await connection.fetchrow(
+                        "SELECT * FROM product WHERE id = $1", random.choice(product_ids)
+                    )
+                done += 1
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker() for _ in range(16)))
+    finally:
+        await pool.close()
+    return {"transactions_per_s": done / (time.perf_counter() - started)}
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench cpu", description=__doc__)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--products", type=int, default=1_000)
+    parser.add_argument(
+        "--server-tree",
+        type=Path,
+        help="run the server from another checkout of this repository (a before/after "
+        "comparison on the same database schema), e.g. a `git worktree` of an older commit",
+    )
+    args = parser.parse_args(argv)
+    if not wrk.available():
+        raise SystemExit("python -m bench cpu needs wrk (apt-get install wrk)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="stockyard-bench-cpu-"))
+    embedded = EmbeddedServices(workdir)
+    admin_url = os.environ.get("STOCKYARD_BENCH_DATABASE_URL") or embedded.start_postgres()
+    redis_url = os.environ.get("STOCKYARD_BENCH_REDIS_URL") or embedded.start_redis()
+    name = f"stockyard_bench_{secrets.token_hex(4)}"
+    create_database(admin_url, name)
+    from sqlalchemy.engine import make_url
+
+    database_url = make_url(admin_url).set(database=name).render_as_string(False)
+    secret = secrets.token_urlsafe(48)
+    settings = Settings(
+        _env_file=None,
+        database_url=database_url,
+        redis_url=redis_url,
+        secret_key=secret,
+        redis_key_prefix=f"{name}:",
+    )
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        migrate(settings)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = start_server(
+            {
+                "STOCKYARD_DATABASE_URL": database_url,
+                "STOCKYARD_REDIS_URL": redis_url,
+                "STOCKYARD_SECRET_KEY": secret,
+                "STOCKYARD_REDIS_KEY_PREFIX": f"{name}:",
+                "STOCKYARD_MIGRATE_ON_START": "false",
+                "STOCKYARD_LOG_LEVEL": "WARNING",
+                "STOCKYARD_RATE_LIMIT_PER_MINUTE": "1000000000",
+                "STOCKYARD_RATE_LIMIT_BURST": "1000000000",
+                "STOCKYARD_IP_RATE_LIMIT_PER_MINUTE": "1000000000",
+                "STOCKYARD_DB_POOL_SIZE": "20",
+                **({"PYTHONPATH": str(args.server_tree)} if args.server_tree else {}),
+            },
+            port,
+            1,
+            workdir / "server.log",
+        )
+        wait_ready(url)
+        tenant_id, token = signup(url, f"cpu-{secrets.token_hex(3)}")
+        skus, codes, product_ids = asyncio.run(
+            seed.seed_tenant(
+                to_libpq_dsn(owner_url(settings)),
+                tenant_id,
+                products=args.products,
+                locations=10,
+                movements=args.products * 10,
+                seed=0,
+            )
+        )
+        auth = {"Authorization": f"Bearer {token}"}
+        receipts = [
+            {
+                "sku": random.choice(skus),
+                "location": random.choice(codes),
+                "kind": "receipt",
+                "quantity": 1,
+            }
+            for _ in range(1000)
+        ]
+        scenarios: dict[str, tuple[str, list[str], dict[str, str], list[Any] | None]] = {
+            "GET /livez (framework floor)": ("GET", ["/livez"], {}, None),
+            "GET /api/v1/products/{id}": (
+                "GET",
+                [f"/api/v1/products/{product_id}" for product_id in product_ids],
+                auth,
+                None,
+            ),
+            "GET /api/v1/stock?sku=": (
+                "GET",
+                [f"/api/v1/stock?sku={sku}" for sku in skus],
+                auth,
+                None,
+            ),
+            "POST /api/v1/movements (receipt)": ("POST", ["/api/v1/movements"], auth, receipts),
+        }
+        parts: dict[str, list[dict[str, Any]]] = {label: [] for label in scenarios}
+        for _ in range(args.rounds):
+            for label, (method, paths, headers, bodies) in scenarios.items():
+                plan = driver.Plan(
+                    url, method, paths, headers, bodies, args.duration, args.concurrency, 0
+                )
+                parts[label].append(measure(server.pid, plan))
+        floor = asyncio.run(
+            asyncpg_floor(to_libpq_dsn(app_url(settings)), tenant_id, product_ids, args.duration)
+        )
+        rows = []
+        for label, runs in parts.items():
+            requests = sum(run["requests"] for run in runs)
+            elapsed = sum(run["elapsed"] for run in runs)
+            rows.append(
+                {
+                    "name": label,
+                    "requests": requests,
+                    "throughput_per_s": requests / elapsed,
+                    "p50_ms": max(run["p50_ms"] for run in runs),
+                    "p99_ms": max(run["p99_ms"] for run in runs),
+                    "non_2xx": sum(run["non_2xx"] for run in runs),
+                    "cpu_ms_per_request": 1000 * sum(r["cpu_seconds"] for r in runs) / requests,
+                    "rounds": [
+                        {
+                            "throughput_per_s": run["requests"] / run["elapsed"],
+                            "cpu_ms_per_request": 1000 * run["cpu_seconds"] / run["requests"],
+                        }
+                        for run in runs
+                    ],
+                }
+            )
+        livez = rows[0]["throughput_per_s"]
+        product = rows[1]["throughput_per_s"]
+        result = {
+            "box": {
+                "cpus": os.cpu_count(),
+                "database": "external"
+                if os.environ.get("STOCKYARD_BENCH_DATABASE_URL")
+                else "embedded",
+            },
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "concurrency": args.concurrency,
+            "scenarios": rows,
+            "asyncpg_floor_transactions_per_s": floor["transactions_per_s"],
+            "product_get_over_livez_throughput": product / livez,
+        }
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2))
+        print(
+            f"\n{'scenario (one worker, wrk -c16)':40} {'req/s':>8} {'p50 ms':>7} "
+            f"{'p99 ms':>7} {'CPU ms/req':>10}"
+        )
+        for row in rows:
+            print(
+                f"{row['name']:40} {row['throughput_per_s']:8.0f} {row['p50_ms']:7.1f} "
+                f"{row['p99_ms']:7.1f} {row['cpu_ms_per_request']:10.2f}"
+                + (f"  ({row['non_2xx']} non-2xx)" if row["non_2xx"] else "")
+            )
+        print(
+            f"asyncpg floor (16 connections, BEGIN + set_config + PK select + COMMIT): "
+            f"{floor['transactions_per_s']:.0f} tx/s"
+        )
+        print(f"product GET / livez throughput: {product / livez:.2f}x")
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        create_database(admin_url, name, drop=True)
+        embedded.stop()

@@ -1,0 +1,115 @@
+"""What every benchmark needs: a real `stockyard serve`, load from a separate process (wrk
+when installed), a signed-up tenant and a throwaway database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench import driver, wrk
+from bench.stats import summarize
+from stockyard.core.database import to_libpq_dsn
+
+PASSWORD = "bench passphrase 123"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    env: dict[str, str], port: int, workers: int, log: Path
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stockyard.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"server at {url} did not start")
+
+
+def load(plan: driver.Plan) -> dict[str, Any]:
+    """Drive load from a separate process (wrk when installed, else the Python driver) and
+    return {requests, elapsed, p50_ms, p99_ms, non_2xx}."""
+    if wrk.available():
+        return wrk.run(plan)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=driver.run, args=(plan, queue))
+    process.start()
+    raw: dict[str, Any] = json.loads(queue.get(timeout=plan.duration + 120))
+    process.join(timeout=30)
+    row = summarize("", raw["latencies"], raw["elapsed"])
+    non_2xx = sum(n for status, n in raw["statuses"].items() if not str(status).startswith("2"))
+    return {
+        "requests": row["requests"],
+        "elapsed": raw["elapsed"],
+        "p50_ms": row["p50_ms"],
+        "p99_ms": row["p99_ms"],
+        "non_2xx": non_2xx,
+    }
+
+
+def signup(url: str, slug: str) -> tuple[uuid.UUID, str]:
+    email = f"owner@{slug}.example.com"
+    created = httpx.post(
+        f"{url}/api/v1/tenants",
+        json={"name": slug, "slug": slug, "owner_email": email, "owner_password": PASSWORD},
+        timeout=30,
+    )
+    created.raise_for_status()
+    token = httpx.post(
+        f"{url}/api/v1/auth/token",
+        data={"grant_type": "password", "username": email, "password": PASSWORD, "tenant": slug},
+        timeout=30,
+    )
+    token.raise_for_status()
+    return uuid.UUID(created.json()["id"]), str(token.json()["access_token"])
+
+
+def create_database(admin_url: str, name: str, drop: bool = False) -> None:
+    async def run() -> None:
+        connection = await asyncpg.connect(to_libpq_dsn(admin_url))
+        try:
+            if drop:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            else:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
