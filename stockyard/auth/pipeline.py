@@ -26,15 +26,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stockyard.auth import repository as auth_repository
-from stockyard.auth.keys import KeyRingDep
-from stockyard.auth.limiter import LimiterDep, Revocation, revoked_token_of
+from stockyard.auth.keys import KeyRing
+from stockyard.auth.limiter import RateLimiter, Revocation, revoked_token_of
 from stockyard.auth.scopes import Scope
 from stockyard.auth.tokens import verify_access_token
 from stockyard.core import tenancy
-from stockyard.core.dependencies import SessionmakerDep, SettingsDep
+from stockyard.core.dependencies import SessionmakerDep
 from stockyard.core.errors import Forbidden, InvalidToken, Unauthorized, bearer_challenge
 from stockyard.core.principal import AccessClaims
-from stockyard.tenants.limits import TenantLimitsDep
+from stockyard.core.settings import Settings
+from stockyard.tenants.limits import TenantLimits
 
 # auto_error=False: a missing header becomes our 401 envelope, not FastAPI's bare 403.
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/token.")
@@ -62,16 +63,28 @@ class Authenticated:
     revocation: Revocation
 
 
+# The pipeline runs on every authenticated request, so it reads what the lifespan built from
+# app.state itself: each typed dependency (SettingsDep, LimiterDep, ...) is one more node FastAPI
+# solves per request, and here that was five of them on the hot path.
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.limiter
+    return limiter
+
+
 # Steps 1 and 2.
 async def authenticate(
     request: Request,
-    settings: SettingsDep,
-    keyring: KeyRingDep,
-    limiter: LimiterDep,
-    tenant_limits: TenantLimitsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _documented: Annotated[str | None, Depends(_oauth2)],
 ) -> Authenticated:
+    settings, limiter = _settings(request), _limiter(request)
+    keyring: KeyRing = request.app.state.keyring
+    tenant_limits: TenantLimits = request.app.state.tenant_limits
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer access token is required.")
     claims = await verify_access_token(
@@ -114,18 +127,14 @@ async def request_transaction(
         await session.commit()
 
 
-async def get_tenant_session(
-    settings: SettingsDep,
-    sessionmaker: SessionmakerDep,
-    limiter: LimiterDep,
-    auth: Authentication,
-) -> AsyncIterator[AsyncSession]:
+async def get_tenant_session(request: Request, auth: Authentication) -> AsyncIterator[AsyncSession]:
     """The tenant comes from the verified token alone; the transaction is scoped to it before
     any statement runs, so row-level security shows this request that tenant's rows only."""
     claims = auth.claims
     if claims.is_staff:
         raise Forbidden("Staff tokens can't reach tenant data.")
-    async with request_transaction(sessionmaker) as session:
+    settings, limiter = _settings(request), _limiter(request)
+    async with request_transaction(request.app.state.sessionmaker) as session:
         tenancy.scope_to_tenant(session, claims.tenant_id)
         if auth.revocation is Revocation.UNKNOWN:
             # Step 4: Redis had nothing on this session: PostgreSQL decides, Redis learns it.

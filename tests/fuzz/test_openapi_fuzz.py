@@ -1,6 +1,6 @@
 """Schemathesis `--checks all`, its own command line, against the live OpenAPI document with a
 real token on a real server: every operation through its examples, coverage, fuzzing and
-stateful phases, with zero failures.
+stateful phases, with zero failures (one check excluded, with its reason, below).
 
 Rejections the document cannot express are listed, each with its reason, in
 tests/fuzz/schemathesis.toml. Bounded for CI (STOCKYARD_FUZZ_EXAMPLES per operation, a fixed
@@ -75,6 +75,13 @@ def test_every_operation_passes_schemathesis_checks_all(
         f"{server.url}/openapi.json",
         "--checks",
         "all",
+        # DELETE is soft wherever it exists: it archives a product or location (which stays
+        # readable with `archived_at`: its ledger history refers to it) and deactivates a user
+        # (readable, `is_active: false`), as the README documents. This one check assumes a
+        # DELETE makes the resource 404; its per-operation and per-phase settings in
+        # schemathesis.toml are not applied under `--checks all`, so it is excluded here.
+        "--exclude-checks",
+        "use_after_free",
         "--header",
         f"Authorization: Bearer {token}",
         "--max-examples",
