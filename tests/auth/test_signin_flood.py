@@ -57,7 +57,10 @@ async def test_a_sign_in_flood_does_not_starve_other_tenants(live: LiveServer) -
     assert set(statuses) == {200}, statuses
     assert len(latencies) >= 20
     p99 = statistics.quantiles(latencies, n=100)[98]
-    assert p99 < 1.0, f"p99 of the bystander's reads {p99:.3f}s"
+    # Starved, the reads waited behind the hashing (p99 6.1 s, some 503s, when #11 measured
+    # it); healthy, they take 0.5-1.1 s at p99 on a loaded 2-core CI box, test client, server,
+    # PostgreSQL and Redis sharing it. 2 s keeps the two regimes apart without timing noise.
+    assert p99 < 2.0, f"p99 of the bystander's reads {p99:.3f}s"
     for guess in guesses:
         assert guess.status_code in (400, 503), guess.text
         if guess.status_code == 503:
