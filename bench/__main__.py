@@ -19,7 +19,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import suppress
@@ -30,12 +29,10 @@ import asyncpg
 import httpx
 
 from bench import driver, seed, wrk
-from bench.harness import create_database, free_port, load, signup, start_server, wait_ready
+from bench.harness import bench_stack, free_port, load, signup, start_server, wait_ready
 from bench.stats import summarize
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
-from stockyard.core.embedded import EmbeddedServices
 from stockyard.core.settings import Settings
-from stockyard.migrations.runner import migrate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -237,254 +234,228 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
 
-    workdir = Path(tempfile.mkdtemp(prefix="stockyard-bench-"))
-    embedded = EmbeddedServices(workdir)
-    admin_url = os.environ.get("STOCKYARD_BENCH_DATABASE_URL") or embedded.start_postgres()
-    redis_url = os.environ.get("STOCKYARD_BENCH_REDIS_URL") or embedded.start_redis()
-    name = f"stockyard_bench_{secrets.token_hex(4)}"
-    create_database(admin_url, name)
-    from sqlalchemy.engine import make_url
-
-    database_url = make_url(admin_url).set(database=name).render_as_string(False)
-    secret = secrets.token_urlsafe(48)
-    settings = Settings(
-        _env_file=None,
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key=secret,
-        redis_key_prefix=f"{name}:",
-    )
     servers: list[subprocess.Popen[bytes]] = []
-    try:
-        migrate(settings)
-        env = {
-            "STOCKYARD_DATABASE_URL": database_url,
-            "STOCKYARD_REDIS_URL": redis_url,
-            "STOCKYARD_SECRET_KEY": secret,
-            "STOCKYARD_REDIS_KEY_PREFIX": f"{name}:",
-            "STOCKYARD_MIGRATE_ON_START": "false",
-            "STOCKYARD_RATE_LIMIT_PER_MINUTE": "1000000000",
-            "STOCKYARD_RATE_LIMIT_BURST": "1000000000",
-            "STOCKYARD_IP_RATE_LIMIT_PER_MINUTE": "1000000000",
-            "STOCKYARD_LOGIN_RATE_LIMIT_PER_MINUTE": "1000000000",
-            "STOCKYARD_DB_POOL_SIZE": "20",
-        }
-        with_port, without_port = free_port(), free_port()
-        with_url, without_url = f"http://127.0.0.1:{with_port}", f"http://127.0.0.1:{without_port}"
-        servers.append(start_server(env, with_port, args.workers, workdir / "with.log"))
-        servers.append(
-            start_server(
-                {**env, "STOCKYARD_RATE_LIMIT_ENABLED": "false"},
-                without_port,
-                args.workers,
-                workdir / "without.log",
+    with bench_stack("stockyard-bench-") as stack:
+        settings, env = stack.settings, stack.server_env
+        try:
+            with_port, without_port = free_port(), free_port()
+            with_url, without_url = (
+                f"http://127.0.0.1:{with_port}",
+                f"http://127.0.0.1:{without_port}",
             )
-        )
-        wait_ready(with_url)
-        wait_ready(without_url)
-
-        print(f"seeding 2 tenants x {args.movements:,} movements ...", flush=True)
-        tenants = [signup(with_url, f"bench-{i}-{secrets.token_hex(3)}") for i in range(2)]
-        seeded = [
-            asyncio.run(
-                seed.seed_tenant(
-                    to_libpq_dsn(owner_url(settings)),
-                    tenant_id,
-                    products=args.products,
-                    locations=args.locations,
-                    movements=args.movements,
-                    seed=i,
+            servers.append(start_server(env, with_port, args.workers, stack.workdir / "with.log"))
+            servers.append(
+                start_server(
+                    {**env, "STOCKYARD_RATE_LIMIT_ENABLED": "false"},
+                    without_port,
+                    args.workers,
+                    stack.workdir / "without.log",
                 )
             )
-            for i, (tenant_id, _) in enumerate(tenants)
-        ]
-        (tenant_id, token), (skus, codes, product_ids) = tenants[0], seeded[0]
-        auth = {"Authorization": f"Bearer {token}"}
-        rows: list[dict[str, Any]] = []
+            wait_ready(with_url)
+            wait_ready(without_url)
 
-        def phase(
-            url: str,
-            method: str,
-            paths: list[str],
-            bodies: list[Any] | None = None,
-            headers: dict[str, str] | None = None,
-            duration: float | None = None,
-        ) -> dict[str, Any]:
-            result = load(
-                driver.Plan(
-                    url,
-                    method,
-                    paths,
-                    headers or {},
-                    bodies,
-                    duration or args.duration,
-                    args.concurrency,
-                    10_000_000,
+            print(f"seeding 2 tenants x {args.movements:,} movements ...", flush=True)
+            tenants = [signup(with_url, f"bench-{i}-{secrets.token_hex(3)}") for i in range(2)]
+            seeded = [
+                asyncio.run(
+                    seed.seed_tenant(
+                        to_libpq_dsn(owner_url(settings)),
+                        tenant_id,
+                        products=args.products,
+                        locations=args.locations,
+                        movements=args.movements,
+                        seed=i,
+                    )
+                )
+                for i, (tenant_id, _) in enumerate(tenants)
+            ]
+            (tenant_id, token), (skus, codes, product_ids) = tenants[0], seeded[0]
+            auth = {"Authorization": f"Bearer {token}"}
+            rows: list[dict[str, Any]] = []
+
+            def phase(
+                url: str,
+                method: str,
+                paths: list[str],
+                bodies: list[Any] | None = None,
+                headers: dict[str, str] | None = None,
+                duration: float | None = None,
+            ) -> dict[str, Any]:
+                result = load(
+                    driver.Plan(
+                        url,
+                        method,
+                        paths,
+                        headers or {},
+                        bodies,
+                        duration or args.duration,
+                        args.concurrency,
+                        10_000_000,
+                    )
+                )
+                return result
+
+            def merge(label: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+                """One row from interleaved parts: counts add up; percentiles are the
+                request-weighted mean of the parts' percentiles."""
+                requests = sum(p["requests"] for p in parts)
+                elapsed = sum(p["elapsed"] for p in parts)
+
+                def weighted(key: str) -> float:
+                    return float(sum(p[key] * p["requests"] for p in parts) / max(requests, 1))
+
+                return {
+                    "name": label,
+                    "requests": requests,
+                    "throughput_per_s": requests / elapsed,
+                    "p50_ms": weighted("p50_ms"),
+                    "p99_ms": weighted("p99_ms"),
+                    "non_2xx": sum(p["non_2xx"] for p in parts),
+                }
+
+            print("load phases ...", flush=True)
+            stock_paths = [f"/api/v1/stock?sku={sku}" for sku in skus]
+            with_parts, without_parts = [], []
+            for _ in range(2):  # interleaved: the same noise falls on both
+                with_parts.append(
+                    phase(with_url, "GET", stock_paths, headers=auth, duration=args.duration / 2)
+                )
+                without_parts.append(
+                    phase(without_url, "GET", stock_paths, headers=auth, duration=args.duration / 2)
+                )
+            stock_row = merge("(a) GET /stock?sku= (JWT, limiter, tenant, RLS)", with_parts)
+            no_limiter_row = merge("(a') same, limiter disabled", without_parts)
+            floor = asyncio.run(
+                _database_floor(to_libpq_dsn(app_url(settings)), tenant_id, skus, args.duration)
+            )
+            floor_row = summarize(
+                "(b) same SQL on one asyncpg connection", floor["latencies"], floor["elapsed"]
+            )
+            framework_row = merge(
+                "(c) GET /livez (framework floor)", [phase(with_url, "GET", ["/livez"])]
+            )
+            receipts = [
+                {
+                    "sku": random.choice(skus),
+                    "location": random.choice(codes),
+                    "kind": "receipt",
+                    "quantity": 1,
+                }
+                for _ in range(1000)
+            ]
+            post_row = merge(
+                "(d) POST /movements",
+                [phase(with_url, "POST", ["/api/v1/movements"], receipts, auth)],
+            )
+            history_paths = [f"/api/v1/movements?sku={sku}&limit=100" for sku in skus]
+            history_row = merge(
+                "(f) GET /movements?sku= (history, 1M-row tenant)",
+                [phase(with_url, "GET", history_paths, headers=auth)],
+            )
+
+            print(f"bulk ingest {args.bulk:,} movements ...", flush=True)
+            items = [
+                {
+                    "sku": random.choice(skus),
+                    "location": random.choice(codes),
+                    "kind": "receipt",
+                    "quantity": random.randint(1, 5),
+                }
+                for _ in range(args.bulk)
+            ]
+            bulk_started = time.perf_counter()
+            with httpx.Client(base_url=with_url, headers=auth, timeout=300) as client:
+                for offset in range(0, len(items), 10_000):
+                    response = client.post(
+                        "/api/v1/movements/bulk", json={"items": items[offset : offset + 10_000]}
+                    )
+                    response.raise_for_status()
+            bulk_seconds = time.perf_counter() - bulk_started
+            print(f"row-by-row ORM baseline, {args.orm_rows:,} movements ...", flush=True)
+            owner = to_libpq_dsn(owner_url(settings))
+
+            async def ids() -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID]]:
+                connection = await asyncpg.connect(owner)
+                products = {
+                    r["sku"]: r["id"]
+                    for r in await connection.fetch(
+                        "SELECT sku, id FROM product WHERE tenant_id = $1", tenant_id
+                    )
+                }
+                locations = {
+                    r["code"]: r["id"]
+                    for r in await connection.fetch(
+                        "SELECT code, id FROM location WHERE tenant_id = $1", tenant_id
+                    )
+                }
+                await connection.close()
+                return products, locations
+
+            product_by_sku, location_by_code = asyncio.run(ids())
+            orm_seconds = asyncio.run(
+                _orm_row_by_row(
+                    settings, tenant_id, items[: args.orm_rows], product_by_sku, location_by_code
                 )
             )
-            return result
+            bulk_rate, orm_rate = args.bulk / bulk_seconds, args.orm_rows / orm_seconds
 
-        def merge(label: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
-            """One row from interleaved parts: counts add up; percentiles are the
-            request-weighted mean of the parts' percentiles."""
-            requests = sum(p["requests"] for p in parts)
-            elapsed = sum(p["elapsed"] for p in parts)
-
-            def weighted(key: str) -> float:
-                return float(sum(p[key] * p["requests"] for p in parts) / max(requests, 1))
-
-            return {
-                "name": label,
-                "requests": requests,
-                "throughput_per_s": requests / elapsed,
-                "p50_ms": weighted("p50_ms"),
-                "p99_ms": weighted("p99_ms"),
-                "non_2xx": sum(p["non_2xx"] for p in parts),
-            }
-
-        print("load phases ...", flush=True)
-        stock_paths = [f"/api/v1/stock?sku={sku}" for sku in skus]
-        with_parts, without_parts = [], []
-        for _ in range(2):  # interleaved: the same noise falls on both
-            with_parts.append(
-                phase(with_url, "GET", stock_paths, headers=auth, duration=args.duration / 2)
+            limiter = asyncio.run(_limiter_call(settings, 5000))
+            rls = asyncio.run(
+                _rls_cost(to_libpq_dsn(app_url(settings)), owner, tenant_id, product_ids, 2000)
             )
-            without_parts.append(
-                phase(without_url, "GET", stock_paths, headers=auth, duration=args.duration / 2)
-            )
-        stock_row = merge("(a) GET /stock?sku= (JWT, limiter, tenant, RLS)", with_parts)
-        no_limiter_row = merge("(a') same, limiter disabled", without_parts)
-        floor = asyncio.run(
-            _database_floor(to_libpq_dsn(app_url(settings)), tenant_id, skus, args.duration)
-        )
-        floor_row = summarize(
-            "(b) same SQL on one asyncpg connection", floor["latencies"], floor["elapsed"]
-        )
-        framework_row = merge(
-            "(c) GET /livez (framework floor)", [phase(with_url, "GET", ["/livez"])]
-        )
-        receipts = [
-            {
-                "sku": random.choice(skus),
-                "location": random.choice(codes),
-                "kind": "receipt",
-                "quantity": 1,
+            rows = [
+                stock_row,
+                no_limiter_row,
+                floor_row,
+                framework_row,
+                post_row,
+                history_row,
+                *rls["rows"],
+            ]
+            ratios = {
+                "(a)/(b) full guard stack vs database floor, p50 latency": stock_row["p50_ms"]
+                / floor_row["p50_ms"],
+                "(a)/(c) full guard stack vs framework floor, throughput": stock_row[
+                    "throughput_per_s"
+                ]
+                / framework_row["throughput_per_s"],
+                "limiter on/off, throughput": stock_row["throughput_per_s"]
+                / no_limiter_row["throughput_per_s"],
+                "bulk ingest / row-by-row ORM, movements per second": bulk_rate / orm_rate,
+                "RLS / explicit WHERE tenant_id, p50 latency": rls["ratio"],
             }
-            for _ in range(1000)
-        ]
-        post_row = merge(
-            "(d) POST /movements",
-            [phase(with_url, "POST", ["/api/v1/movements"], receipts, auth)],
-        )
-        history_paths = [f"/api/v1/movements?sku={sku}&limit=100" for sku in skus]
-        history_row = merge(
-            "(f) GET /movements?sku= (history, 1M-row tenant)",
-            [phase(with_url, "GET", history_paths, headers=auth)],
-        )
-
-        print(f"bulk ingest {args.bulk:,} movements ...", flush=True)
-        items = [
-            {
-                "sku": random.choice(skus),
-                "location": random.choice(codes),
-                "kind": "receipt",
-                "quantity": random.randint(1, 5),
+            result = {
+                "command": "python -m bench " + " ".join(sys.argv[1:]),
+                "load_driver": "wrk" if wrk.available() else "python (httpx)",
+                "machine": _machine(settings),
+                "config": vars(args),
+                "ratios": ratios,
+                "rows": rows,
+                "bulk": {
+                    "movements": args.bulk,
+                    "seconds": bulk_seconds,
+                    "per_second": bulk_rate,
+                    "orm_rows": args.orm_rows,
+                    "orm_seconds": orm_seconds,
+                    "orm_per_second": orm_rate,
+                },
+                "limiter_redis_call": limiter,
+                "rls_explain": {
+                    "app_role_rls": rls["plan_rls"],
+                    "owner_explicit": rls["plan_explicit"],
+                },
+                "elapsed_seconds": time.monotonic() - started,
             }
-            for _ in range(args.bulk)
-        ]
-        bulk_started = time.perf_counter()
-        with httpx.Client(base_url=with_url, headers=auth, timeout=300) as client:
-            for offset in range(0, len(items), 10_000):
-                response = client.post(
-                    "/api/v1/movements/bulk", json={"items": items[offset : offset + 10_000]}
-                )
-                response.raise_for_status()
-        bulk_seconds = time.perf_counter() - bulk_started
-        print(f"row-by-row ORM baseline, {args.orm_rows:,} movements ...", flush=True)
-        owner = to_libpq_dsn(owner_url(settings))
-
-        async def ids() -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID]]:
-            connection = await asyncpg.connect(owner)
-            products = {
-                r["sku"]: r["id"]
-                for r in await connection.fetch(
-                    "SELECT sku, id FROM product WHERE tenant_id = $1", tenant_id
-                )
-            }
-            locations = {
-                r["code"]: r["id"]
-                for r in await connection.fetch(
-                    "SELECT code, id FROM location WHERE tenant_id = $1", tenant_id
-                )
-            }
-            await connection.close()
-            return products, locations
-
-        product_by_sku, location_by_code = asyncio.run(ids())
-        orm_seconds = asyncio.run(
-            _orm_row_by_row(
-                settings, tenant_id, items[: args.orm_rows], product_by_sku, location_by_code
-            )
-        )
-        bulk_rate, orm_rate = args.bulk / bulk_seconds, args.orm_rows / orm_seconds
-
-        limiter = asyncio.run(_limiter_call(settings, 5000))
-        rls = asyncio.run(
-            _rls_cost(to_libpq_dsn(app_url(settings)), owner, tenant_id, product_ids, 2000)
-        )
-        rows = [
-            stock_row,
-            no_limiter_row,
-            floor_row,
-            framework_row,
-            post_row,
-            history_row,
-            *rls["rows"],
-        ]
-        ratios = {
-            "(a)/(b) full guard stack vs database floor, p50 latency": stock_row["p50_ms"]
-            / floor_row["p50_ms"],
-            "(a)/(c) full guard stack vs framework floor, throughput": stock_row["throughput_per_s"]
-            / framework_row["throughput_per_s"],
-            "limiter on/off, throughput": stock_row["throughput_per_s"]
-            / no_limiter_row["throughput_per_s"],
-            "bulk ingest / row-by-row ORM, movements per second": bulk_rate / orm_rate,
-            "RLS / explicit WHERE tenant_id, p50 latency": rls["ratio"],
-        }
-        result = {
-            "command": "python -m bench " + " ".join(sys.argv[1:]),
-            "load_driver": "wrk" if wrk.available() else "python (httpx)",
-            "machine": _machine(settings),
-            "config": vars(args),
-            "ratios": ratios,
-            "rows": rows,
-            "bulk": {
-                "movements": args.bulk,
-                "seconds": bulk_seconds,
-                "per_second": bulk_rate,
-                "orm_rows": args.orm_rows,
-                "orm_seconds": orm_seconds,
-                "orm_per_second": orm_rate,
-            },
-            "limiter_redis_call": limiter,
-            "rls_explain": {
-                "app_role_rls": rls["plan_rls"],
-                "owner_explicit": rls["plan_explicit"],
-            },
-            "elapsed_seconds": time.monotonic() - started,
-        }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        _print(result)
-    finally:
-        for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            with suppress(subprocess.TimeoutExpired):
-                server.wait(timeout=30)
-        with suppress(Exception):
-            create_database(admin_url, name, drop=True)
-        embedded.stop()
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
+            _print(result)
+        finally:
+            for server in servers:
+                server.send_signal(signal.SIGTERM)
+            for server in servers:
+                with suppress(subprocess.TimeoutExpired):
+                    server.wait(timeout=30)
 
 
 def _print(result: dict[str, Any]) -> None:

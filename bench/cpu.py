@@ -20,7 +20,6 @@ import random
 import secrets
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,11 +28,8 @@ from typing import Any
 import asyncpg
 
 from bench import driver, seed, wrk
-from bench.harness import create_database, free_port, signup, start_server, wait_ready
+from bench.harness import bench_stack, free_port, signup, start_server, wait_ready
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
-from stockyard.core.embedded import EmbeddedServices
-from stockyard.core.settings import Settings
-from stockyard.migrations.runner import migrate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu.json"
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -99,152 +95,128 @@ def main(argv: list[str]) -> None:
     if not wrk.available():
         raise SystemExit("python -m bench cpu needs wrk (apt-get install wrk)")
 
-    workdir = Path(tempfile.mkdtemp(prefix="stockyard-bench-cpu-"))
-    embedded = EmbeddedServices(workdir)
-    admin_url = os.environ.get("STOCKYARD_BENCH_DATABASE_URL") or embedded.start_postgres()
-    redis_url = os.environ.get("STOCKYARD_BENCH_REDIS_URL") or embedded.start_redis()
-    name = f"stockyard_bench_{secrets.token_hex(4)}"
-    create_database(admin_url, name)
-    from sqlalchemy.engine import make_url
-
-    database_url = make_url(admin_url).set(database=name).render_as_string(False)
-    secret = secrets.token_urlsafe(48)
-    settings = Settings(
-        _env_file=None,
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key=secret,
-        redis_key_prefix=f"{name}:",
-    )
     server: subprocess.Popen[bytes] | None = None
-    try:
-        migrate(settings)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = start_server(
-            {
-                "STOCKYARD_DATABASE_URL": database_url,
-                "STOCKYARD_REDIS_URL": redis_url,
-                "STOCKYARD_SECRET_KEY": secret,
-                "STOCKYARD_REDIS_KEY_PREFIX": f"{name}:",
-                "STOCKYARD_MIGRATE_ON_START": "false",
-                "STOCKYARD_LOG_LEVEL": "WARNING",
-                "STOCKYARD_RATE_LIMIT_PER_MINUTE": "1000000000",
-                "STOCKYARD_RATE_LIMIT_BURST": "1000000000",
-                "STOCKYARD_IP_RATE_LIMIT_PER_MINUTE": "1000000000",
-                "STOCKYARD_DB_POOL_SIZE": "20",
-                **({"PYTHONPATH": str(args.server_tree)} if args.server_tree else {}),
-            },
-            port,
-            1,
-            workdir / "server.log",
-        )
-        wait_ready(url)
-        tenant_id, token = signup(url, f"cpu-{secrets.token_hex(3)}")
-        skus, codes, product_ids = asyncio.run(
-            seed.seed_tenant(
-                to_libpq_dsn(owner_url(settings)),
-                tenant_id,
-                products=args.products,
-                locations=10,
-                movements=args.products * 10,
-                seed=0,
-            )
-        )
-        auth = {"Authorization": f"Bearer {token}"}
-        receipts = [
-            {
-                "sku": random.choice(skus),
-                "location": random.choice(codes),
-                "kind": "receipt",
-                "quantity": 1,
-            }
-            for _ in range(1000)
-        ]
-        scenarios: dict[str, tuple[str, list[str], dict[str, str], list[Any] | None]] = {
-            "GET /livez (framework floor)": ("GET", ["/livez"], {}, None),
-            "GET /api/v1/products/{id}": (
-                "GET",
-                [f"/api/v1/products/{product_id}" for product_id in product_ids],
-                auth,
-                None,
-            ),
-            "GET /api/v1/stock?sku=": (
-                "GET",
-                [f"/api/v1/stock?sku={sku}" for sku in skus],
-                auth,
-                None,
-            ),
-            "POST /api/v1/movements (receipt)": ("POST", ["/api/v1/movements"], auth, receipts),
-        }
-        parts: dict[str, list[dict[str, Any]]] = {label: [] for label in scenarios}
-        for _ in range(args.rounds):
-            for label, (method, paths, headers, bodies) in scenarios.items():
-                plan = driver.Plan(
-                    url, method, paths, headers, bodies, args.duration, args.concurrency, 0
-                )
-                parts[label].append(measure(server.pid, plan))
-        floor = asyncio.run(
-            asyncpg_floor(to_libpq_dsn(app_url(settings)), tenant_id, product_ids, args.duration)
-        )
-        rows = []
-        for label, runs in parts.items():
-            requests = sum(run["requests"] for run in runs)
-            elapsed = sum(run["elapsed"] for run in runs)
-            rows.append(
+    with bench_stack("stockyard-bench-cpu-") as stack:
+        settings = stack.settings
+        try:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            server = start_server(
                 {
-                    "name": label,
-                    "requests": requests,
-                    "throughput_per_s": requests / elapsed,
-                    "p50_ms": max(run["p50_ms"] for run in runs),
-                    "p99_ms": max(run["p99_ms"] for run in runs),
-                    "non_2xx": sum(run["non_2xx"] for run in runs),
-                    "cpu_ms_per_request": 1000 * sum(r["cpu_seconds"] for r in runs) / requests,
-                    "rounds": [
-                        {
-                            "throughput_per_s": run["requests"] / run["elapsed"],
-                            "cpu_ms_per_request": 1000 * run["cpu_seconds"] / run["requests"],
-                        }
-                        for run in runs
-                    ],
+                    **stack.server_env,
+                    "STOCKYARD_LOG_LEVEL": "WARNING",
+                    **({"PYTHONPATH": str(args.server_tree)} if args.server_tree else {}),
+                },
+                port,
+                1,
+                stack.workdir / "server.log",
+            )
+            wait_ready(url)
+            tenant_id, token = signup(url, f"cpu-{secrets.token_hex(3)}")
+            skus, codes, product_ids = asyncio.run(
+                seed.seed_tenant(
+                    to_libpq_dsn(owner_url(settings)),
+                    tenant_id,
+                    products=args.products,
+                    locations=10,
+                    movements=args.products * 10,
+                    seed=0,
+                )
+            )
+            auth = {"Authorization": f"Bearer {token}"}
+            receipts = [
+                {
+                    "sku": random.choice(skus),
+                    "location": random.choice(codes),
+                    "kind": "receipt",
+                    "quantity": 1,
                 }
+                for _ in range(1000)
+            ]
+            scenarios: dict[str, tuple[str, list[str], dict[str, str], list[Any] | None]] = {
+                "GET /livez (framework floor)": ("GET", ["/livez"], {}, None),
+                "GET /api/v1/products/{id}": (
+                    "GET",
+                    [f"/api/v1/products/{product_id}" for product_id in product_ids],
+                    auth,
+                    None,
+                ),
+                "GET /api/v1/stock?sku=": (
+                    "GET",
+                    [f"/api/v1/stock?sku={sku}" for sku in skus],
+                    auth,
+                    None,
+                ),
+                "POST /api/v1/movements (receipt)": ("POST", ["/api/v1/movements"], auth, receipts),
+            }
+            parts: dict[str, list[dict[str, Any]]] = {label: [] for label in scenarios}
+            for _ in range(args.rounds):
+                for label, (method, paths, headers, bodies) in scenarios.items():
+                    plan = driver.Plan(
+                        url, method, paths, headers, bodies, args.duration, args.concurrency, 0
+                    )
+                    parts[label].append(measure(server.pid, plan))
+            floor = asyncio.run(
+                asyncpg_floor(
+                    to_libpq_dsn(app_url(settings)), tenant_id, product_ids, args.duration
+                )
             )
-        livez = rows[0]["throughput_per_s"]
-        product = rows[1]["throughput_per_s"]
-        result = {
-            "box": {
-                "cpus": os.cpu_count(),
-                "database": "external"
-                if os.environ.get("STOCKYARD_BENCH_DATABASE_URL")
-                else "embedded",
-            },
-            "duration_s": args.duration,
-            "rounds": args.rounds,
-            "concurrency": args.concurrency,
-            "scenarios": rows,
-            "asyncpg_floor_transactions_per_s": floor["transactions_per_s"],
-            "product_get_over_livez_throughput": product / livez,
-        }
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2))
-        print(
-            f"\n{'scenario (one worker, wrk -c16)':40} {'req/s':>8} {'p50 ms':>7} "
-            f"{'p99 ms':>7} {'CPU ms/req':>10}"
-        )
-        for row in rows:
+            rows = []
+            for label, runs in parts.items():
+                requests = sum(run["requests"] for run in runs)
+                elapsed = sum(run["elapsed"] for run in runs)
+                rows.append(
+                    {
+                        "name": label,
+                        "requests": requests,
+                        "throughput_per_s": requests / elapsed,
+                        "p50_ms": max(run["p50_ms"] for run in runs),
+                        "p99_ms": max(run["p99_ms"] for run in runs),
+                        "non_2xx": sum(run["non_2xx"] for run in runs),
+                        "cpu_ms_per_request": 1000 * sum(r["cpu_seconds"] for r in runs) / requests,
+                        "rounds": [
+                            {
+                                "throughput_per_s": run["requests"] / run["elapsed"],
+                                "cpu_ms_per_request": 1000 * run["cpu_seconds"] / run["requests"],
+                            }
+                            for run in runs
+                        ],
+                    }
+                )
+            livez = rows[0]["throughput_per_s"]
+            product = rows[1]["throughput_per_s"]
+            result = {
+                "box": {
+                    "cpus": os.cpu_count(),
+                    "database": "external"
+                    if os.environ.get("STOCKYARD_BENCH_DATABASE_URL")
+                    else "embedded",
+                },
+                "duration_s": args.duration,
+                "rounds": args.rounds,
+                "concurrency": args.concurrency,
+                "scenarios": rows,
+                "asyncpg_floor_transactions_per_s": floor["transactions_per_s"],
+                "product_get_over_livez_throughput": product / livez,
+            }
+            RESULTS.parent.mkdir(exist_ok=True)
+            RESULTS.write_text(json.dumps(result, indent=2))
             print(
-                f"{row['name']:40} {row['throughput_per_s']:8.0f} {row['p50_ms']:7.1f} "
-                f"{row['p99_ms']:7.1f} {row['cpu_ms_per_request']:10.2f}"
-                + (f"  ({row['non_2xx']} non-2xx)" if row["non_2xx"] else "")
+                f"\n{'scenario (one worker, wrk -c16)':40} {'req/s':>8} {'p50 ms':>7} "
+                f"{'p99 ms':>7} {'CPU ms/req':>10}"
             )
-        print(
-            f"asyncpg floor (16 connections, BEGIN + set_config + PK select + COMMIT): "
-            f"{floor['transactions_per_s']:.0f} tx/s"
-        )
-        print(f"product GET / livez throughput: {product / livez:.2f}x")
-    finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-        create_database(admin_url, name, drop=True)
-        embedded.stop()
+            for row in rows:
+                print(
+                    f"{row['name']:40} {row['throughput_per_s']:8.0f} {row['p50_ms']:7.1f} "
+                    f"{row['p99_ms']:7.1f} {row['cpu_ms_per_request']:10.2f}"
+                    + (f"  ({row['non_2xx']} non-2xx)" if row["non_2xx"] else "")
+                )
+            print(
+                f"asyncpg floor (16 connections, BEGIN + set_config + PK select + COMMIT): "
+                f"{floor['transactions_per_s']:.0f} tx/s"
+            )
+            print(f"product GET / livez throughput: {product / livez:.2f}x")
+        finally:
+            if server is not None:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=30)

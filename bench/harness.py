@@ -7,21 +7,29 @@ import asyncio
 import json
 import multiprocessing
 import os
+import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+from sqlalchemy.engine import make_url
 
 from bench import driver, wrk
 from bench.stats import summarize
 from stockyard.core.database import to_libpq_dsn
+from stockyard.core.embedded import EmbeddedServices
+from stockyard.core.settings import Settings
+from stockyard.migrations.runner import migrate
 
 PASSWORD = "bench passphrase 123"
 
@@ -113,3 +121,58 @@ def create_database(admin_url: str, name: str, drop: bool = False) -> None:
             await connection.close()
 
     asyncio.run(run())
+
+
+@dataclass(frozen=True, slots=True)
+class BenchStack:
+    """A migrated throwaway database and Redis, and how a server reaches them."""
+
+    workdir: Path
+    admin_url: str
+    settings: Settings
+    server_env: dict[str, str]
+
+
+@contextmanager
+def bench_stack(prefix: str) -> Iterator[BenchStack]:
+    """The services named by STOCKYARD_BENCH_DATABASE_URL (a superuser URL) and
+    STOCKYARD_BENCH_REDIS_URL, else embedded ones; a fresh database on them, migrated, and
+    dropped at the end. `server_env` starts `stockyard serve` on it with limits out of the way."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    embedded = EmbeddedServices(workdir)
+    admin_url = os.environ.get("STOCKYARD_BENCH_DATABASE_URL") or embedded.start_postgres()
+    redis_url = os.environ.get("STOCKYARD_BENCH_REDIS_URL") or embedded.start_redis()
+    name = f"stockyard_bench_{secrets.token_hex(4)}"
+    create_database(admin_url, name)
+    database_url = make_url(admin_url).set(database=name).render_as_string(False)
+    secret = secrets.token_urlsafe(48)
+    settings = Settings(
+        _env_file=None,
+        database_url=database_url,
+        redis_url=redis_url,
+        secret_key=secret,
+        redis_key_prefix=f"{name}:",
+    )
+    try:
+        migrate(settings)
+        yield BenchStack(
+            workdir=workdir,
+            admin_url=admin_url,
+            settings=settings,
+            server_env={
+                "STOCKYARD_DATABASE_URL": database_url,
+                "STOCKYARD_REDIS_URL": redis_url,
+                "STOCKYARD_SECRET_KEY": secret,
+                "STOCKYARD_REDIS_KEY_PREFIX": f"{name}:",
+                "STOCKYARD_MIGRATE_ON_START": "false",
+                "STOCKYARD_RATE_LIMIT_PER_MINUTE": "1000000000",
+                "STOCKYARD_RATE_LIMIT_BURST": "1000000000",
+                "STOCKYARD_IP_RATE_LIMIT_PER_MINUTE": "1000000000",
+                "STOCKYARD_LOGIN_RATE_LIMIT_PER_MINUTE": "1000000000",
+                "STOCKYARD_DB_POOL_SIZE": "20",
+            },
+        )
+    finally:
+        with suppress(Exception):
+            create_database(admin_url, name, drop=True)
+        embedded.stop()

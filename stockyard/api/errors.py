@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stockyard.auth.exceptions import OAuthError
 from stockyard.auth.oauth_endpoints import NO_STORE, OAUTH_ENDPOINTS
 from stockyard.core import audit_trail
+from stockyard.core.dependencies import request_id_of
 from stockyard.core.errors import (
     AppError,
     DatabaseUnavailable,
@@ -55,11 +56,6 @@ def envelope_response(
         "error": {"code": code, "message": message, "details": details, "request_id": request_id}
     }
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
-
-
-def _request_id(request: Request) -> str | None:
-    request_id = request.scope.get("state", {}).get("request_id")
-    return request_id if isinstance(request_id, str) else None
 
 
 # Failures of an authenticated tenant request that the tenant's audit log keeps.
@@ -111,7 +107,7 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
             status=exc.status_code,
             error=exc.code,
             description=exc.message,
-            request_id=_request_id(request),
+            request_id=request_id_of(request),
             headers=exc.headers,
         )
     return envelope_response(
@@ -119,7 +115,7 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
         code=exc.code,
         message=exc.message,
         details=exc.details,
-        request_id=_request_id(request),
+        request_id=request_id_of(request),
         headers=exc.headers,
     )
 
@@ -143,7 +139,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             status=error.status_code,
             code=error.code,
             message=error.message,
-            request_id=_request_id(request),
+            request_id=request_id_of(request),
         )
     if _is_oauth_endpoint(request):
         fields = sorted({str(d["loc"][-1]) for d in details if d["loc"]})
@@ -153,14 +149,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             error="invalid_request",
             description=f"{'Missing' if missing else 'Malformed'} form field: "
             f"{', '.join(fields) or 'body'}.",
-            request_id=_request_id(request),
+            request_id=request_id_of(request),
         )
     return envelope_response(
         status=422,
         code="validation_error",
         message="The request is not valid.",
         details=details,
-        request_id=_request_id(request),
+        request_id=request_id_of(request),
     )
 
 
@@ -180,13 +176,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             status=400,
             error="invalid_request",
             description="The form body could not be read.",
-            request_id=_request_id(request),
+            request_id=request_id_of(request),
         )
     return envelope_response(
         status=exc.status_code,
         code=code,
         message=message,
-        request_id=_request_id(request),
+        request_id=request_id_of(request),
         headers=headers,
     )
 
@@ -246,7 +242,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             code="validation_error",
             message="The request holds a value the database cannot store "
             "(for example a NUL character in text).",
-            request_id=_request_id(request),
+            request_id=request_id_of(request),
         )
     if state in CONCURRENCY_FAILURES:
         # The ledger takes its locks in one order, so a deadlock means a writer outside that
@@ -257,7 +253,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             code="concurrent_update",
             message="The request collided with a concurrent change and was not applied; "
             "send it again.",
-            request_id=_request_id(request),
+            request_id=request_id_of(request),
             headers={"Retry-After": "1"},
         )
     if not _is_connection_failure(exc):
@@ -268,7 +264,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         status=error.status_code,
         code=error.code,
         message=error.message,
-        request_id=_request_id(request),
+        request_id=request_id_of(request),
         headers={"Retry-After": "1"},
     )
 

@@ -35,9 +35,14 @@ async def get_redis(request: Request) -> Redis:
     return redis
 
 
-async def get_request_id(request: Request) -> str | None:
+def request_id_of(request: Request) -> str | None:
+    """The id the request-context middleware gave this request (None before it ran)."""
     request_id = request.scope.get("state", {}).get("request_id")
     return request_id if isinstance(request_id, str) else None
+
+
+async def get_request_id(request: Request) -> str | None:
+    return request_id_of(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
