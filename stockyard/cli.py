@@ -85,6 +85,8 @@ def serve(
     """Run the API. With no database or Redis URL configured, embedded ones start first."""
     import uvicorn
 
+    from stockyard.core.http_server import BoundedHttpToolsProtocol
+
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal with the handler
     # that was installed before it started. The default one would end the process on the
     # spot and skip the embedded services' shutdown below; this one unwinds like Ctrl-C.
@@ -102,10 +104,9 @@ def serve(
             log_config=None,
             proxy_headers=False,
             timeout_graceful_shutdown=20,
-            # h11 bounds the request line and headers (httptools accepts any size), and
-            # idle keep-alive connections are closed after a few seconds.
-            http="h11",
-            h11_max_incomplete_event_size=settings.max_header_bytes,
+            # httptools, with the request line and headers bounded by our own protocol
+            # class; idle keep-alive connections are closed after a few seconds.
+            http=BoundedHttpToolsProtocol,
             timeout_keep_alive=settings.keep_alive_seconds,
         )
 
