@@ -7,8 +7,12 @@ import json
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
+from starlette.routing import BaseRoute
+
+from stockyard.auth.pipeline import AUTHENTICATING_DEPENDENCIES, SECURITY_SCHEMES
 
 # Response headers every operation, or every authenticated one, may send.
 _REQUEST_ID = {
@@ -52,6 +56,7 @@ def install_document(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
+            _declare_security(schema, app.routes)
             _name_form_bodies(schema)
             _declare_body_errors(schema)
             _declare_headers(schema)
@@ -60,6 +65,44 @@ def install_document(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]
+
+
+def _declare_security(schema: dict[str, Any], routes: list[BaseRoute]) -> None:
+    """The pipeline reads the bearer token itself (no security dependency to solve on every
+    request), so the document is told here which operations take one: those whose
+    dependencies reach an authenticating dependency of the pipeline."""
+    authenticated = {operation_id(route) for route in _api_routes(routes) if _authenticates(route)}
+    if not authenticated:
+        return
+    schema.setdefault("components", {})["securitySchemes"] = {
+        name: scheme.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for name, scheme in SECURITY_SCHEMES.items()
+    }
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if operation.get("operationId") in authenticated:
+                operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+
+
+def _api_routes(routes: list[BaseRoute]) -> list[APIRoute]:
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        router = getattr(route, "original_router", None)  # an included router
+        if isinstance(router, APIRouter):
+            found.extend(_api_routes(router.routes))
+    return found
+
+
+def _authenticates(route: APIRoute) -> bool:
+    def reaches(dependant: Dependant) -> bool:
+        return any(
+            sub.call in AUTHENTICATING_DEPENDENCIES or reaches(sub)
+            for sub in dependant.dependencies
+        )
+
+    return reaches(route.dependant)
 
 
 def _name_form_bodies(schema: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from stockyard.audit import repository as audit_repository
 from stockyard.audit import service as audit_service
 from stockyard.audit.schemas import AuditEventRead, AuditPage, RequestTrace, TraceEvent
-from stockyard.auth.pipeline import READS_AUDIT, Authentication, SupportSession, TenantSession
+from stockyard.auth.pipeline import READS_AUDIT, SupportPrincipal, SupportSession, TenantSession
 from stockyard.core.pagination import Paging, instant_cursor
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant
@@ -64,10 +64,10 @@ async def list_audit_events(
 async def trace_request(
     request_id: RequestIdPath,
     session: SupportSession,
-    auth: Authentication,
+    staff: SupportPrincipal,
 ) -> RequestTrace:
     rows = await audit_service.trace_for_staff(
-        session, auth.claims, request_id=request_id, limit=TRACE_LIMIT + 1
+        session, staff, request_id=request_id, limit=TRACE_LIMIT + 1
     )
     return RequestTrace(
         request_id=request_id,

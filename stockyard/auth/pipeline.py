@@ -21,8 +21,13 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request
-from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
+from fastapi.openapi.models import (
+    HTTPBearer,
+    OAuth2,
+    OAuthFlowClientCredentials,
+    OAuthFlowPassword,
+    OAuthFlows,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stockyard.auth import repository as auth_repository
@@ -31,29 +36,30 @@ from stockyard.auth.limiter import RateLimiter, Revocation, revoked_token_of
 from stockyard.auth.scopes import Scope
 from stockyard.auth.tokens import verify_access_token
 from stockyard.core import tenancy
-from stockyard.core.dependencies import SessionmakerDep
 from stockyard.core.errors import Forbidden, InvalidToken, Unauthorized, bearer_challenge
 from stockyard.core.principal import AccessClaims
 from stockyard.core.settings import Settings
 from stockyard.tenants.limits import TenantLimits
 
-# auto_error=False: a missing header becomes our 401 envelope, not FastAPI's bare 403.
-_bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/token.")
-# The same bearer token, described as the OAuth 2.0 flows that issue it, so the document
-# (and /docs, which can sign in with it) names the token endpoint. Never read: _bearer is.
-_oauth2 = OAuth2(
-    flows=OAuthFlows(
-        password=OAuthFlowPassword(
-            tokenUrl="/api/v1/auth/token", scopes={scope.value: scope.name for scope in Scope}
+# How the document describes the token every authenticated operation takes (api/document.py
+# attaches them to the operations that depend on this pipeline): a bearer token, and the OAuth
+# 2.0 flows that issue it, so /docs can sign in with it. They are descriptions only: the
+# pipeline reads the Authorization header itself, one dependency fewer per request.
+SECURITY_SCHEMES = {
+    "HTTPBearer": HTTPBearer(description="An access token from /api/v1/auth/token."),
+    "OAuth2": OAuth2(
+        flows=OAuthFlows(
+            password=OAuthFlowPassword(
+                tokenUrl="/api/v1/auth/token", scopes={scope.value: scope.name for scope in Scope}
+            ),
+            clientCredentials=OAuthFlowClientCredentials(
+                tokenUrl="/api/v1/auth/token", scopes={scope.value: scope.name for scope in Scope}
+            ),
         ),
-        clientCredentials=OAuthFlowClientCredentials(
-            tokenUrl="/api/v1/auth/token", scopes={scope.value: scope.name for scope in Scope}
-        ),
+        description="Password grant (username = email, plus a `tenant` form field) or client "
+        "credentials; send the access token as a bearer token.",
     ),
-    auto_error=False,
-    description="Password grant (username = email, plus a `tenant` form field) or client "
-    "credentials; send the access token as a bearer token.",
-)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,32 +69,26 @@ class Authenticated:
     revocation: Revocation
 
 
-# The pipeline runs on every authenticated request, so it reads what the lifespan built from
-# app.state itself: each typed dependency (SettingsDep, LimiterDep, ...) is one more node FastAPI
-# solves per request, and here that was five of them on the hot path.
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.limiter
-    return limiter
-
-
-# Steps 1 and 2.
-async def authenticate(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    _documented: Annotated[str | None, Depends(_oauth2)],
-) -> Authenticated:
-    settings, limiter = _settings(request), _limiter(request)
-    keyring: KeyRing = request.app.state.keyring
-    tenant_limits: TenantLimits = request.app.state.tenant_limits
-    if credentials is None or credentials.scheme.lower() != "bearer":
+def _bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized("A bearer access token is required.")
+    return token
+
+
+# Steps 1 and 2. Called by the session dependencies below, not declared as a dependency of its
+# own: the pipeline runs on every authenticated request, and each dependency is one more node
+# FastAPI solves per request. For the same reason it reads what the lifespan built from
+# app.state itself rather than through the typed dependencies (SettingsDep, LimiterDep, ...).
+async def authenticate(request: Request) -> Authenticated:
+    state = request.app.state
+    settings: Settings = state.settings
+    limiter: RateLimiter = state.limiter
+    keyring: KeyRing = state.keyring
+    tenant_limits: TenantLimits = state.tenant_limits
     claims = await verify_access_token(
-        keyring, credentials.credentials, issuer=settings.issuer, audience=settings.jwt_audience
+        keyring, _bearer_token(request), issuer=settings.issuer, audience=settings.jwt_audience
     )
     structlog.contextvars.bind_contextvars(
         tenant_id=str(claims.tenant_id), subject=str(claims.subject)
@@ -108,9 +108,6 @@ async def authenticate(
     return Authenticated(claims=claims, revocation=decision.revocation)
 
 
-Authentication = Annotated[Authenticated, Depends(authenticate)]
-
-
 # Step 3: one transaction per request, committed by the dependency when the route returns
 # (before the response is sent: scope="function"), rolled back when it raises.
 @asynccontextmanager
@@ -127,72 +124,105 @@ async def request_transaction(
         await session.commit()
 
 
-async def get_tenant_session(request: Request, auth: Authentication) -> AsyncIterator[AsyncSession]:
+@dataclass(frozen=True, slots=True)
+class CallerContext:
+    """A caller whose token, limit and revocation state have been checked, and the request's
+    transaction, opened for it."""
+
+    session: AsyncSession
+    principal: AccessClaims
+
+
+async def tenant_context(request: Request) -> AsyncIterator[CallerContext]:
     """The tenant comes from the verified token alone; the transaction is scoped to it before
     any statement runs, so row-level security shows this request that tenant's rows only."""
+    auth = await authenticate(request)
     claims = auth.claims
     if claims.is_staff:
         raise Forbidden("Staff tokens can't reach tenant data.")
-    settings, limiter = _settings(request), _limiter(request)
-    async with request_transaction(request.app.state.sessionmaker) as session:
+    state = request.app.state
+    async with request_transaction(state.sessionmaker) as session:
         tenancy.scope_to_tenant(session, claims.tenant_id)
         if auth.revocation is Revocation.UNKNOWN:
-            # Step 4: Redis had nothing on this session: PostgreSQL decides, Redis learns it.
-            family_revoked = await auth_repository.is_session_revoked(session, claims)
-            token_revoked = not family_revoked and (
-                await auth_repository.is_access_token_revoked(session, claims)
-            )
-            if settings.rate_limit_enabled:
-                await limiter.remember(
-                    claims.session_id, Revocation.REVOKED if family_revoked else Revocation.LIVE
-                )
-                if token_revoked:
-                    await limiter.revoke([], [revoked_token_of(claims)])
-            if family_revoked:
-                raise InvalidToken("The session has been revoked.")
-            if token_revoked:
-                raise InvalidToken("The access token has been revoked.")
+            await _confirm_live_in_postgres(session, claims, state.settings, state.limiter)
             # Give the connection back until the route needs one: a route that first does
             # slow CPU work (hashing a password) must not hold it. Its own work begins a
             # fresh transaction, scoped to the tenant again, at its first statement.
             await session.commit()
-        yield session
+        yield CallerContext(session=session, principal=claims)
 
 
-async def get_support_session(
-    sessionmaker: SessionmakerDep, auth: Authentication
-) -> AsyncIterator[AsyncSession]:
+# Step 4: Redis had nothing on this session: PostgreSQL decides, Redis learns it.
+async def _confirm_live_in_postgres(
+    session: AsyncSession, claims: AccessClaims, settings: Settings, limiter: RateLimiter
+) -> None:
+    family_revoked = await auth_repository.is_session_revoked(session, claims)
+    token_revoked = not family_revoked and (
+        await auth_repository.is_access_token_revoked(session, claims)
+    )
+    if settings.rate_limit_enabled:
+        await limiter.remember(
+            claims.session_id, Revocation.REVOKED if family_revoked else Revocation.LIVE
+        )
+        if token_revoked:
+            await limiter.revoke([], [revoked_token_of(claims)])
+    if family_revoked:
+        raise InvalidToken("The session has been revoked.")
+    if token_revoked:
+        raise InvalidToken("The access token has been revoked.")
+
+
+async def support_context(request: Request) -> AsyncIterator[CallerContext]:
     """A transaction for platform staff: no tenant, and the routes that use it switch to the
     support role, which the database lets read the audit trail and nothing else."""
+    auth = await authenticate(request)
     claims = auth.claims
     if not claims.is_staff or Scope.SUPPORT_READ not in claims.scopes:
         raise Forbidden("Support routes are for platform staff.")
-    async with request_transaction(sessionmaker) as session:
+    async with request_transaction(request.app.state.sessionmaker) as session:
         if auth.revocation is Revocation.UNKNOWN and await auth_repository.is_session_revoked(
             session, claims
         ):
             raise InvalidToken("The session has been revoked.")
-        yield session
+        yield CallerContext(session=session, principal=claims)
 
 
-async def get_unscoped_session(sessionmaker: SessionmakerDep) -> AsyncIterator[AsyncSession]:
+# The dependencies that authenticate: the document marks every operation that reaches one.
+AUTHENTICATING_DEPENDENCIES = frozenset({tenant_context, support_context})
+
+TenantContext = Annotated[CallerContext, Depends(tenant_context, scope="function")]
+SupportContext = Annotated[CallerContext, Depends(support_context, scope="function")]
+
+
+async def get_tenant_session(context: TenantContext) -> AsyncSession:
+    return context.session
+
+
+async def get_support_session(context: SupportContext) -> AsyncSession:
+    return context.session
+
+
+async def get_support_principal(context: SupportContext) -> AccessClaims:
+    return context.principal
+
+
+async def get_unscoped_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A request transaction with no tenant yet: sign-in and signup choose it themselves.
     Until they do, row-level security shows this session nothing."""
-    async with request_transaction(sessionmaker) as session:
+    async with request_transaction(request.app.state.sessionmaker) as session:
         yield session
 
 
-TenantSession = Annotated[AsyncSession, Depends(get_tenant_session, scope="function")]
-SupportSession = Annotated[AsyncSession, Depends(get_support_session, scope="function")]
+TenantSession = Annotated[AsyncSession, Depends(get_tenant_session)]
+SupportSession = Annotated[AsyncSession, Depends(get_support_session)]
+SupportPrincipal = Annotated[AccessClaims, Depends(get_support_principal)]
 UnscopedSession = Annotated[AsyncSession, Depends(get_unscoped_session, scope="function")]
 
 
-# Step 5. The principal depends on the tenant session so that it exists only once step 4
-# has confirmed the session is live: a route that reads the principal first still gets it
-# after the revocation check.
-async def get_principal(auth: Authentication, session: TenantSession) -> AccessClaims:
-    del session
-    return auth.claims
+# Step 5. The principal comes with the tenant transaction, so it exists only once step 4 has
+# confirmed the session is live.
+async def get_principal(context: TenantContext) -> AccessClaims:
+    return context.principal
 
 
 CurrentPrincipal = Annotated[AccessClaims, Depends(get_principal)]
