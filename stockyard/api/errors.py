@@ -225,7 +225,11 @@ def _is_connection_failure(exc: BaseException) -> bool:
     # Class 08: connection exception; class 57: operator intervention (shutdown, starting up).
     if state is not None and state[:2] in {"08", "57"}:
         return True
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+    # asyncpg's own InterfaceError (a connection that is gone) reaches here from the reads the
+    # driver runs directly (core/database.fetch).
+    if isinstance(
+        exc, OperationalError | InterfaceError | PoolTimeoutError | asyncpg.InterfaceError
+    ):
         return True
     if isinstance(exc, DBAPIError):
         return bool(exc.connection_invalidated)
@@ -273,5 +277,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for exc_type in (DBAPIError, asyncpg.PostgresError, PoolTimeoutError, OSError, TimeoutError):
+    for exc_type in (
+        DBAPIError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        PoolTimeoutError,
+        OSError,
+        TimeoutError,
+    ):
         app.add_exception_handler(exc_type, _database_error)

@@ -10,6 +10,7 @@ of their own (`record_apart`), because the request's own transaction is about to
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stockyard.core import tenancy
+from stockyard.core.database import execute_many
 from stockyard.core.ids import new_id
 from stockyard.core.models import Base
 from stockyard.core.principal import AccessClaims, PrincipalKind
@@ -49,6 +51,14 @@ class AuditEvent(Base):
     resource_id: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+# Written by the driver, not the ORM's unit of work: every write of every domain adds one.
+_EVENT_COLUMNS = [column.name for column in AuditEvent.__table__.columns]
+_ADD_EVENT = (
+    f"INSERT INTO audit_event ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _EVENT_COLUMNS)})"
+)
 
 
 def current_request_id() -> str | None:
@@ -94,22 +104,25 @@ async def record_for(
 ) -> None:
     """Write an event for an actor named explicitly (no verified token: a sign-in, a support
     lookup filed under the platform), in the given transaction."""
-    session.add(
-        AuditEvent(
-            tenant_id=tenant_id,
-            id=new_id(),
-            occurred_at=datetime.now(UTC),
-            request_id=current_request_id(),
-            actor_type=actor_type,
-            actor_id=actor_id,
-            action=action,
-            resource_type=resource_type,
-            resource_id=str(resource_id) if resource_id is not None else None,
-            status=status,
-            details=details,
-        )
+    await execute_many(
+        session,
+        _ADD_EVENT,
+        [
+            {
+                "tenant_id": tenant_id,
+                "id": new_id(),
+                "occurred_at": datetime.now(UTC),
+                "request_id": current_request_id(),
+                "actor_type": actor_type.value,
+                "actor_id": actor_id,
+                "action": action,
+                "resource_type": resource_type,
+                "resource_id": str(resource_id) if resource_id is not None else None,
+                "status": status,
+                "details": json.dumps(details) if details is not None else None,
+            }
+        ],
     )
-    await session.flush()
 
 
 async def record_apart(

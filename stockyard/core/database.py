@@ -6,9 +6,13 @@ security; the owner URL is used by migrations and operator commands alone.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from functools import lru_cache
+from typing import Any, Protocol
 
+import asyncpg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -112,3 +116,64 @@ async def save_new_version(
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+# The hot reads skip SQLAlchemy's statement machinery (compilation, result processing, a
+# greenlet switch per statement), which cost more CPU than the queries themselves: they run
+# on the asyncpg connection under the request's session, inside its transaction, so the
+# tenant setting and row-level security apply exactly as they do to every other statement.
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection of the session's transaction, begun (and scoped to its tenant
+    by the after_begin hook) if it was not yet; the session's pending changes are flushed
+    first, so the driver's statements see them."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+_BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@lru_cache(maxsize=512)
+def _positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """`... WHERE sku = :sku` -> (`... WHERE sku = $1`, ("sku",)), as text() reads binds
+    (a `::type` cast is not one); asyncpg then prepares and caches the statement."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _BIND.sub(number, sql), tuple(names)
+
+
+async def fetch(
+    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+) -> list[asyncpg.Record]:
+    """Rows of one statement with `:name` binds, run by the driver in the session's
+    transaction."""
+    statement, names = _positional(sql)
+    connection = await driver_connection(session)
+    return list(await connection.fetch(statement, *((params or {})[name] for name in names)))
+
+
+async def fetch_one(
+    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+) -> asyncpg.Record | None:
+    statement, names = _positional(sql)
+    connection = await driver_connection(session)
+    return await connection.fetchrow(statement, *((params or {})[name] for name in names))
+
+
+async def execute_many(session: AsyncSession, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One statement with `:name` binds, once per row, by the driver in the session's
+    transaction (asyncpg sends them as one pipeline)."""
+    statement, names = _positional(sql)
+    connection = await driver_connection(session)
+    await connection.executemany(statement, [[row[name] for name in names] for row in rows])

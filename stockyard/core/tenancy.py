@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 CURRENT_TENANT = "(SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid)"
 
 _SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
+_SET_TENANT_DRIVER_SQL = "SELECT set_config('app.tenant_id', $1, true)"
 
 
 def tenant_policy_statements(table: str, *, column: str = "tenant_id") -> list[str]:
@@ -39,17 +40,29 @@ async def set_current_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Non
     await session.execute(_SET_TENANT, {"tenant_id": str(tenant_id)})
 
 
+_TENANT_INFO_KEY = "stockyard.tenant_id"
+
+
 def scope_to_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
     """Scope every transaction this session begins to one tenant, as its first statement.
 
     The setting is sent when the session first takes a connection, not now: a request that
     does CPU work before its first query (hashing a password) holds no pooled connection
     meanwhile. Still transaction-local, so the connection goes back to the pool clean."""
+    session.info[_TENANT_INFO_KEY] = str(tenant_id)
 
-    def _set(_: Session, __: SessionTransaction, connection: Connection) -> None:
-        connection.execute(_SET_TENANT, {"tenant_id": str(tenant_id)})
 
-    event.listen(session.sync_session, "after_begin", _set)
+# One listener for every session, installed once: registering one per session cost each
+# request an event registration. It sends the setting as a driver-level statement (no SQL
+# compilation), through SQLAlchemy's connection so that it runs inside the transaction the
+# driver has begun.
+@event.listens_for(Session, "after_begin")
+def _send_tenant_setting(
+    session: Session, _transaction: SessionTransaction, connection: Connection
+) -> None:
+    tenant_id = session.info.get(_TENANT_INFO_KEY)
+    if tenant_id is not None:
+        connection.exec_driver_sql(_SET_TENANT_DRIVER_SQL, (tenant_id,))
 
 
 @asynccontextmanager

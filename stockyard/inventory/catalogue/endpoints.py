@@ -81,9 +81,9 @@ async def list_products(
 async def get_product(
     product_id: uuid.UUID, session: TenantSession, response: Response
 ) -> ProductRead:
-    product = await catalogue_service.get_product(session, product_id=product_id)
+    product = await catalogue_service.read_product(session, product_id=product_id)
     response.headers["ETag"] = etag(product.version)
-    return ProductRead.model_validate(product)
+    return product
 
 
 @router.patch("/products/{product_id}", response_model=ProductRead, responses=UPDATE)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockyard.core.database import fetch_one
 from stockyard.inventory.models import Location, Product
+from stockyard.inventory.schemas import ProductRead
 
 
 def _prefix_pattern(prefix: str) -> str:
@@ -19,8 +23,37 @@ async def get_product(session: AsyncSession, product_id: uuid.UUID) -> Product |
     return await session.scalar(select(Product).where(Product.id == product_id))
 
 
-async def get_product_by_sku(session: AsyncSession, sku: str) -> Product | None:
-    return await session.scalar(select(Product).where(Product.sku == sku))
+# A read by id is the hottest route there is: the driver runs it (see core/database.fetch).
+_READ_PRODUCT = f"SELECT {', '.join(ProductRead.model_fields)} FROM product WHERE id = :product_id"
+
+
+async def read_product(session: AsyncSession, product_id: uuid.UUID) -> ProductRead | None:
+    row = await fetch_one(session, _READ_PRODUCT, {"product_id": product_id})
+    return None if row is None else ProductRead.model_validate(dict(row))
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRef:
+    """What the ledger needs of a product it is about to move."""
+
+    id: uuid.UUID
+    sku: str
+    archived_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LocationRef:
+    id: uuid.UUID
+    code: str
+    archived_at: datetime | None
+
+
+# Every movement, transfer and reservation starts with these two look-ups: the driver runs them.
+async def find_product_by_sku(session: AsyncSession, sku: str) -> ProductRef | None:
+    row = await fetch_one(
+        session, "SELECT id, sku, archived_at FROM product WHERE sku = :sku", {"sku": sku}
+    )
+    return None if row is None else ProductRef(row["id"], row["sku"], row["archived_at"])
 
 
 async def list_products(
@@ -50,8 +83,11 @@ async def get_location(session: AsyncSession, location_id: uuid.UUID) -> Locatio
     return await session.scalar(select(Location).where(Location.id == location_id))
 
 
-async def get_location_by_code(session: AsyncSession, code: str) -> Location | None:
-    return await session.scalar(select(Location).where(Location.code == code))
+async def find_location_by_code(session: AsyncSession, code: str) -> LocationRef | None:
+    row = await fetch_one(
+        session, "SELECT id, code, archived_at FROM location WHERE code = :code", {"code": code}
+    )
+    return None if row is None else LocationRef(row["id"], row["code"], row["archived_at"])
 
 
 async def list_locations(

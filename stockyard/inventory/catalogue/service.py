@@ -18,6 +18,7 @@ from stockyard.inventory.schemas import (
     LocationCreate,
     LocationUpdate,
     ProductCreate,
+    ProductRead,
     ProductUpdate,
 )
 
@@ -43,6 +44,14 @@ async def create_product(
 
 async def get_product(session: AsyncSession, *, product_id: uuid.UUID) -> Product:
     product = await catalogue_repository.get_product(session, product_id)
+    if product is None:
+        raise ProductNotFound()
+    return product
+
+
+async def read_product(session: AsyncSession, *, product_id: uuid.UUID) -> ProductRead:
+    """A product as the API shows it (another tenant's id is not found, as everywhere)."""
+    product = await catalogue_repository.read_product(session, product_id)
     if product is None:
         raise ProductNotFound()
     return product

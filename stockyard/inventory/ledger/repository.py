@@ -2,6 +2,9 @@
 of reservations (hold, give back, expire) and the drift check. Bulk ingest is
 bulk_repository.py; reading and adding reservations is reservations/repository.py.
 
+The statements of a single movement, a transfer and a reservation run on the driver (see
+core/database.fetch): they are the write path's hot loop.
+
 Every balance change is ONE guarded statement (an upsert or an UPDATE whose WHERE carries the
 stock rule), so two transactions can never both pass a check that only one of them may pass:
 PostgreSQL re-evaluates the WHERE against the row as the first one left it.
@@ -20,9 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, TextClause, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockyard.core.database import execute_many, fetch, fetch_one
 from stockyard.inventory.models import Balance, Location, Movement, Product, Reservation
 
 
@@ -35,10 +40,12 @@ class BalanceRow:
     version: int
 
 
-def _balance(row: Row[Any] | None) -> BalanceRow | None:
+def _balance(row: asyncpg.Record | None) -> BalanceRow | None:
     if row is None:
         return None
-    return BalanceRow(row.product_id, row.location_id, row.on_hand, row.reserved, row.version)
+    return BalanceRow(
+        row["product_id"], row["location_id"], row["on_hand"], row["reserved"], row["version"]
+    )
 
 
 _RETURNING = "RETURNING product_id, location_id, on_hand, reserved, version"
@@ -137,8 +144,8 @@ async def expire_reservations_of(
     session: AsyncSession, product_id: uuid.UUID, location_id: uuid.UUID
 ) -> None:
     """Lazily let expired reservations of one balance go before it is touched."""
-    await session.execute(
-        _EXPIRE_FOR_BALANCE, {"product_id": product_id, "location_id": location_id}
+    await fetch(
+        session, _EXPIRE_FOR_BALANCE.text, {"product_id": product_id, "location_id": location_id}
     )
 
 
@@ -158,7 +165,7 @@ async def apply_delta(
         "delta": delta,
     }
     statement = _RECEIVE if delta > 0 else _TAKE
-    return _balance((await session.execute(statement, params)).first())
+    return _balance(await fetch_one(session, statement.text, params))
 
 
 async def reserve(
@@ -166,7 +173,7 @@ async def reserve(
 ) -> BalanceRow | None:
     """Hold `quantity`; None when less than that is available."""
     params = {"product_id": product_id, "location_id": location_id, "quantity": quantity}
-    return _balance((await session.execute(_RESERVE, params)).first())
+    return _balance(await fetch_one(session, _RESERVE.text, params))
 
 
 async def unreserve(
@@ -184,14 +191,26 @@ async def unreserve(
         "quantity": quantity,
         "consumed": quantity if consume else 0,
     }
-    row = _balance((await session.execute(_UNRESERVE, params)).first())
+    row = _balance(await fetch_one(session, _UNRESERVE.text, params))
     assert row is not None, "a reservation always has its balance (foreign key)"
     return row
 
 
+_MOVEMENT_COLUMNS = [column.name for column in Movement.__table__.columns]
+_ADD_MOVEMENT = (
+    f"INSERT INTO movement ({', '.join(_MOVEMENT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _MOVEMENT_COLUMNS)})"
+)
+
+
 async def add_movements(session: AsyncSession, movements: Sequence[Movement]) -> None:
-    session.add_all(movements)
-    await session.flush()
+    """Append to the ledger. The rows are built in full here (ids, times), so the driver
+    inserts them without the ORM's unit of work: no flush, no re-read."""
+    await execute_many(
+        session,
+        _ADD_MOVEMENT,
+        [{name: getattr(movement, name) for name in _MOVEMENT_COLUMNS} for movement in movements],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +273,7 @@ async def stock(
     below_reorder_point: bool,
     after: tuple[str, str] | None,
     limit: int,
-) -> list[Row[Any]]:
+) -> list[asyncpg.Record]:
     filters = []
     params: dict[str, Any] = {"limit": limit}
     if sku is not None:
@@ -270,8 +289,8 @@ async def stock(
     if after is not None:
         filters.append("AND (p.sku, l.code) > (:after_sku, :after_location)")
         params.update(after_sku=after[0], after_location=after[1])
-    statement = text(_STOCK.format(filters=" ".join(filters)))
-    return list((await session.execute(statement, params)).all())
+    # Run by the driver (see core/database.fetch): a stock read is a hot path.
+    return await fetch(session, _STOCK.format(filters=" ".join(filters)), params)
 
 
 async def lock_reservation(session: AsyncSession, reservation: Reservation) -> Reservation:

@@ -12,6 +12,7 @@ from stockyard.core import audit_trail
 from stockyard.core.ids import new_id, new_ids
 from stockyard.core.principal import AccessClaims
 from stockyard.inventory.catalogue import repository as catalogue_repository
+from stockyard.inventory.catalogue.repository import LocationRef, ProductRef
 from stockyard.inventory.exceptions import (
     Archived,
     BulkItemsInvalid,
@@ -23,7 +24,7 @@ from stockyard.inventory.exceptions import (
 from stockyard.inventory.ledger import bulk_repository
 from stockyard.inventory.ledger import repository as ledger_repository
 from stockyard.inventory.ledger.repository import BalanceRow, MovementFilter
-from stockyard.inventory.models import Location, Movement, Product
+from stockyard.inventory.models import Movement
 from stockyard.inventory.schemas import (
     BalanceRead,
     BulkMovements,
@@ -66,8 +67,8 @@ def movement_read(movement: Movement, sku: str, location: str) -> MovementRead:
     )
 
 
-async def product_by_sku(session: AsyncSession, sku: str) -> Product:
-    product = await catalogue_repository.get_product_by_sku(session, sku)
+async def product_by_sku(session: AsyncSession, sku: str) -> ProductRef:
+    product = await catalogue_repository.find_product_by_sku(session, sku)
     if product is None:
         raise ProductNotFound(f"No product with SKU {sku!r}.")
     if product.archived_at is not None:
@@ -75,8 +76,8 @@ async def product_by_sku(session: AsyncSession, sku: str) -> Product:
     return product
 
 
-async def location_by_code(session: AsyncSession, code: str) -> Location:
-    location = await catalogue_repository.get_location_by_code(session, code)
+async def location_by_code(session: AsyncSession, code: str) -> LocationRef:
+    location = await catalogue_repository.find_location_by_code(session, code)
     if location is None:
         raise LocationNotFound(f"No location with code {code!r}.")
     if location.archived_at is not None:
@@ -119,8 +120,8 @@ async def _change(
     session: AsyncSession,
     principal: AccessClaims,
     *,
-    product: Product,
-    location: Location,
+    product: ProductRef,
+    location: LocationRef,
     delta: int,
 ) -> BalanceRow:
     await ledger_repository.expire_reservations_of(session, product.id, location.id)
@@ -301,12 +302,12 @@ async def history(
 ) -> list[MovementRead]:
     product_id = location_id = None
     if sku is not None:
-        product = await catalogue_repository.get_product_by_sku(session, sku)
+        product = await catalogue_repository.find_product_by_sku(session, sku)
         if product is None:
             return []
         product_id = product.id
     if location is not None:
-        place = await catalogue_repository.get_location_by_code(session, location)
+        place = await catalogue_repository.find_location_by_code(session, location)
         if place is None:
             return []
         location_id = place.id
@@ -338,12 +339,12 @@ async def stock(
     )
     return [
         StockItem(
-            sku=row.sku,
-            location=row.location,
-            on_hand=row.on_hand,
-            reserved=row.reserved,
-            available=row.on_hand - row.reserved,
-            reorder_point=row.reorder_point,
+            sku=row["sku"],
+            location=row["location"],
+            on_hand=row["on_hand"],
+            reserved=row["reserved"],
+            available=row["on_hand"] - row["reserved"],
+            reorder_point=row["reorder_point"],
         )
         for row in rows
     ]
