@@ -7,7 +7,10 @@ the server process's own CPU time (utime + stime, /proc/<pid>/stat) before and a
 per request is the most stable figure on a shared, noisy box. Every scenario runs in rounds,
 interleaved, so the same noise falls on all of them. `/livez` (the framework floor) and the
 asyncpg floor (BEGIN + set_config + a primary-key select + COMMIT on 16 connections, in this
-process) are measured in the same run. Never part of the test run.
+process) are measured in the same run, and so are a 10,000-item bulk ingest (end to end) and
+history pages on a tenant with a large ledger. With `--server-tree`, a second server from
+another checkout runs beside the first on the same database and every round measures both,
+one after the other, so a before/after ratio comes from one run. Never part of the test run.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 
 from bench import driver, seed, wrk
 from bench.harness import bench_stack, free_port, signup, start_server, wait_ready
@@ -79,12 +83,65 @@ async def asyncpg_floor(
     return {"transactions_per_s": done / (time.perf_counter() - started)}
 
 
+def bulk_ingest(
+    pid: int,
+    url: str,
+    auth: dict[str, str],
+    skus: list[str],
+    codes: list[str],
+    requests: int,
+) -> dict[str, Any]:
+    """10,000-item bulk requests sent one after another, end to end (JSON encoding on the
+    client excluded: the bodies are encoded before the clock starts)."""
+    rng = random.Random(2)
+    bodies = [
+        json.dumps(
+            {
+                "items": [
+                    {
+                        "sku": rng.choice(skus),
+                        "location": rng.choice(codes),
+                        "kind": "receipt",
+                        "quantity": rng.randint(1, 5),
+                    }
+                    for _ in range(10_000)
+                ]
+            }
+        ).encode()
+        for _ in range(requests + 1)
+    ]
+    headers = {**auth, "Content-Type": "application/json"}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        client.post("/api/v1/movements/bulk", content=bodies[0], headers=headers).raise_for_status()
+        before = cpu_seconds(pid)
+        started = time.perf_counter()
+        for body in bodies[1:]:
+            client.post("/api/v1/movements/bulk", content=body, headers=headers).raise_for_status()
+        elapsed = time.perf_counter() - started
+        used = cpu_seconds(pid) - before
+    movements = requests * 10_000
+    return {
+        "requests": requests,
+        "movements_per_s": movements / elapsed,
+        "cpu_us_per_movement": 1e6 * used / movements,
+    }
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench cpu", description=__doc__)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--products", type=int, default=1_000)
+    parser.add_argument(
+        "--history-movements",
+        type=int,
+        default=1_000_000,
+        help="ledger size of the tenant whose history pages are read",
+    )
+    parser.add_argument(
+        "--bulk-requests", type=int, default=5, help="10,000-item bulk requests, one at a time"
+    )
     parser.add_argument(
         "--server-tree",
         type=Path,
@@ -95,23 +152,27 @@ def main(argv: list[str]) -> None:
     if not wrk.available():
         raise SystemExit("python -m bench cpu needs wrk (apt-get install wrk)")
 
-    server: subprocess.Popen[bytes] | None = None
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     with bench_stack("stockyard-bench-cpu-") as stack:
         settings = stack.settings
         try:
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            server = start_server(
-                {
-                    **stack.server_env,
-                    "STOCKYARD_LOG_LEVEL": "WARNING",
-                    **({"PYTHONPATH": str(args.server_tree)} if args.server_tree else {}),
-                },
-                port,
-                1,
-                stack.workdir / "server.log",
-            )
-            wait_ready(url)
+            # The server of this checkout, and with --server-tree the other one beside it on
+            # the same database: both are measured in the same rounds, interleaved.
+            for name, tree in (("now", None), ("before", args.server_tree)):
+                if name == "before" and tree is None:
+                    continue
+                port = free_port()
+                process = start_server(
+                    {**stack.server_env, "STOCKYARD_LOG_LEVEL": "WARNING"},
+                    port,
+                    1,
+                    stack.workdir / f"server-{name}.log",
+                    tree=tree,
+                )
+                servers[name] = (process, f"http://127.0.0.1:{port}")
+            for _, url in servers.values():
+                wait_ready(url)
+            url = servers["now"][1]
             tenant_id, token = signup(url, f"cpu-{secrets.token_hex(3)}")
             skus, codes, product_ids = asyncio.run(
                 seed.seed_tenant(
@@ -121,6 +182,17 @@ def main(argv: list[str]) -> None:
                     locations=10,
                     movements=args.products * 10,
                     seed=0,
+                )
+            )
+            history_tenant, history_token = signup(url, f"cpu-history-{secrets.token_hex(3)}")
+            history_skus, _, _ = asyncio.run(
+                seed.seed_tenant(
+                    to_libpq_dsn(owner_url(settings)),
+                    history_tenant,
+                    products=args.products,
+                    locations=10,
+                    movements=args.history_movements,
+                    seed=1,
                 )
             )
             auth = {"Authorization": f"Bearer {token}"}
@@ -148,47 +220,49 @@ def main(argv: list[str]) -> None:
                     None,
                 ),
                 "POST /api/v1/movements (receipt)": ("POST", ["/api/v1/movements"], auth, receipts),
+                f"GET /api/v1/movements?sku= ({args.history_movements:,}-movement tenant)": (
+                    "GET",
+                    [f"/api/v1/movements?sku={sku}&limit=100" for sku in history_skus],
+                    {"Authorization": f"Bearer {history_token}"},
+                    None,
+                ),
             }
-            parts: dict[str, list[dict[str, Any]]] = {label: [] for label in scenarios}
+            parts: dict[str, dict[str, list[dict[str, Any]]]] = {
+                name: {label: [] for label in scenarios} for name in servers
+            }
             # FastAPI builds each router's routes on their first request: warm every scenario
             # up first, so the rounds measure the steady state.
-            for method, paths, headers, bodies in scenarios.values():
-                wrk.run(driver.Plan(url, method, paths, headers, bodies, 1.0, args.concurrency, 0))
+            for _, server_url in servers.values():
+                for method, paths, headers, bodies in scenarios.values():
+                    wrk.run(
+                        driver.Plan(
+                            server_url, method, paths, headers, bodies, 1.0, args.concurrency, 0
+                        )
+                    )
             for _ in range(args.rounds):
                 for label, (method, paths, headers, bodies) in scenarios.items():
-                    plan = driver.Plan(
-                        url, method, paths, headers, bodies, args.duration, args.concurrency, 0
-                    )
-                    parts[label].append(measure(server.pid, plan))
+                    for name, (process, server_url) in servers.items():
+                        plan = driver.Plan(
+                            server_url,
+                            method,
+                            paths,
+                            headers,
+                            bodies,
+                            args.duration,
+                            args.concurrency,
+                            0,
+                        )
+                        parts[name][label].append(measure(process.pid, plan))
+            bulk = {
+                name: bulk_ingest(process.pid, server_url, auth, skus, codes, args.bulk_requests)
+                for name, (process, server_url) in servers.items()
+            }
             floor = asyncio.run(
                 asyncpg_floor(
                     to_libpq_dsn(app_url(settings)), tenant_id, product_ids, args.duration
                 )
             )
-            rows = []
-            for label, runs in parts.items():
-                requests = sum(run["requests"] for run in runs)
-                elapsed = sum(run["elapsed"] for run in runs)
-                rows.append(
-                    {
-                        "name": label,
-                        "requests": requests,
-                        "throughput_per_s": requests / elapsed,
-                        "p50_ms": max(run["p50_ms"] for run in runs),
-                        "p99_ms": max(run["p99_ms"] for run in runs),
-                        "non_2xx": sum(run["non_2xx"] for run in runs),
-                        "cpu_ms_per_request": 1000 * sum(r["cpu_seconds"] for r in runs) / requests,
-                        "rounds": [
-                            {
-                                "throughput_per_s": run["requests"] / run["elapsed"],
-                                "cpu_ms_per_request": 1000 * run["cpu_seconds"] / run["requests"],
-                            }
-                            for run in runs
-                        ],
-                    }
-                )
-            livez = rows[0]["throughput_per_s"]
-            product = rows[1]["throughput_per_s"]
+            rows = {name: summarize_rounds(parts[name]) for name in servers}
             result = {
                 "box": {
                     "cpus": os.cpu_count(),
@@ -199,28 +273,77 @@ def main(argv: list[str]) -> None:
                 "duration_s": args.duration,
                 "rounds": args.rounds,
                 "concurrency": args.concurrency,
-                "scenarios": rows,
+                "server_tree": str(args.server_tree) if args.server_tree else None,
+                "scenarios": rows["now"],
+                "before": rows.get("before"),
                 "asyncpg_floor_transactions_per_s": floor["transactions_per_s"],
-                "product_get_over_livez_throughput": product / livez,
+                "product_get_over_livez_throughput": (
+                    rows["now"][1]["throughput_per_s"] / rows["now"][0]["throughput_per_s"]
+                ),
+                "bulk": bulk["now"],
+                "bulk_before": bulk.get("before"),
             }
             RESULTS.parent.mkdir(exist_ok=True)
             RESULTS.write_text(json.dumps(result, indent=2))
-            print(
-                f"\n{'scenario (one worker, wrk -c16)':40} {'req/s':>8} {'p50 ms':>7} "
-                f"{'p99 ms':>7} {'CPU ms/req':>10}"
-            )
-            for row in rows:
-                print(
-                    f"{row['name']:40} {row['throughput_per_s']:8.0f} {row['p50_ms']:7.1f} "
-                    f"{row['p99_ms']:7.1f} {row['cpu_ms_per_request']:10.2f}"
-                    + (f"  ({row['non_2xx']} non-2xx)" if row["non_2xx"] else "")
-                )
-            print(
-                f"asyncpg floor (16 connections, BEGIN + set_config + PK select + COMMIT): "
-                f"{floor['transactions_per_s']:.0f} tx/s"
-            )
-            print(f"product GET / livez throughput: {product / livez:.2f}x")
+            report(result)
         finally:
-            if server is not None:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=30)
+            for process, _ in servers.values():
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+
+
+def summarize_rounds(parts: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for label, runs in parts.items():
+        requests = sum(run["requests"] for run in runs)
+        elapsed = sum(run["elapsed"] for run in runs)
+        rows.append(
+            {
+                "name": label,
+                "requests": requests,
+                "throughput_per_s": requests / elapsed,
+                "p50_ms": max(run["p50_ms"] for run in runs),
+                "p99_ms": max(run["p99_ms"] for run in runs),
+                "non_2xx": sum(run["non_2xx"] for run in runs),
+                "cpu_ms_per_request": 1000 * sum(r["cpu_seconds"] for r in runs) / requests,
+                "rounds": [
+                    {
+                        "throughput_per_s": run["requests"] / run["elapsed"],
+                        "cpu_ms_per_request": 1000 * run["cpu_seconds"] / run["requests"],
+                    }
+                    for run in runs
+                ],
+            }
+        )
+    return rows
+
+
+def report(result: dict[str, Any]) -> None:
+    before = result["before"]
+    print(
+        f"\n{'scenario (one worker, wrk -c16)':58} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'CPU ms/req':>10}" + (f" {'before':>7} {'now/before':>10}" if before else "")
+    )
+    for index, row in enumerate(result["scenarios"]):
+        line = (
+            f"{row['name']:58} {row['throughput_per_s']:7.0f} {row['p50_ms']:7.1f} "
+            f"{row['p99_ms']:7.1f} {row['cpu_ms_per_request']:10.2f}"
+        )
+        if before:
+            old = before[index]["cpu_ms_per_request"]
+            line += f" {old:7.2f} {row['cpu_ms_per_request'] / old:9.2f}x"
+        print(line + (f"  ({row['non_2xx']} non-2xx)" if row["non_2xx"] else ""))
+    print(
+        f"asyncpg floor (16 connections, BEGIN + set_config + PK select + COMMIT): "
+        f"{result['asyncpg_floor_transactions_per_s']:.0f} tx/s"
+    )
+    for name in ("bulk", "bulk_before"):
+        bulk = result[name]
+        if bulk:
+            print(
+                f"POST /api/v1/movements/bulk ({'now' if name == 'bulk' else 'before'}), "
+                f"{bulk['requests']} x 10,000 receipts, one at a time: "
+                f"{bulk['movements_per_s']:,.0f} movements/s, "
+                f"{bulk['cpu_us_per_movement']:.1f} us server CPU per movement"
+            )
+    print(f"product GET / livez throughput: {result['product_get_over_livez_throughput']:.2f}x")

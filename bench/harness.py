@@ -41,8 +41,13 @@ def free_port() -> int:
 
 
 def start_server(
-    env: dict[str, str], port: int, workers: int, log: Path
+    env: dict[str, str], port: int, workers: int, log: Path, tree: Path | None = None
 ) -> subprocess.Popen[bytes]:
+    """`stockyard serve` from this checkout, or from `tree` (another checkout): run from that
+    directory with it first on the path, since `python -m` puts the working directory ahead
+    of PYTHONPATH and of the installed package."""
+    if tree is not None:
+        env = {**env, "PYTHONPATH": str(tree)}
     return subprocess.Popen(
         [
             sys.executable,
@@ -57,6 +62,7 @@ def start_server(
         env={**os.environ, **env},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        cwd=tree,
     )
 
 

@@ -30,6 +30,8 @@ staff_app = typer.Typer(help="Manage platform staff (support engineers).", no_ar
 audit_app = typer.Typer(help="Audit trail upkeep.", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
 app.add_typer(audit_app, name="audit")
+events_app = typer.Typer(help="Event log upkeep.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 
 T = TypeVar("T")
 
@@ -335,6 +337,41 @@ def audit_ensure_partitions(
             runtime, lambda s: audit_repository.ensure_partitions(s, months_ahead=months_ahead)
         )
     typer.echo("created: " + (", ".join(created) if created else "nothing (all present)"))
+
+
+@events_app.command("ensure-partitions")
+def events_ensure_partitions(
+    months_ahead: Annotated[int, typer.Option(min=0, max=36)] = 3,
+) -> None:
+    """Create the event log's monthly partitions ahead of time (run monthly, e.g. by cron)."""
+    from stockyard.events import repository as events_repository
+
+    with _runtime() as runtime:
+        created = _with_owner_session(
+            runtime, lambda s: events_repository.ensure_partitions(s, months_ahead=months_ahead)
+        )
+    typer.echo("created: " + (", ".join(created) if created else "nothing (all present)"))
+
+
+@events_app.command("prune")
+def events_prune(
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Keep this many days (STOCKYARD_EVENT_RETENTION_DAYS)."),
+    ] = None,
+) -> None:
+    """Drop the months of events entirely older than the retention period (run daily)."""
+    from datetime import UTC, datetime, timedelta
+
+    from stockyard.events import repository as events_repository
+
+    with _runtime() as runtime:
+        keep = days or runtime.settings.event_retention_days
+        cutoff = datetime.now(UTC) - timedelta(days=keep)
+        dropped = _with_owner_session(
+            runtime, lambda s: events_repository.drop_partitions_before(s, cutoff)
+        )
+    typer.echo("dropped: " + (", ".join(dropped) if dropped else "nothing (all within retention)"))
 
 
 @app.command()

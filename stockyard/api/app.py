@@ -37,6 +37,7 @@ from stockyard.core.errors import PayloadTooLarge
 from stockyard.core.logging import configure_logging
 from stockyard.core.redis import create_redis
 from stockyard.core.settings import Settings, get_settings
+from stockyard.events.endpoints import router as events_router
 from stockyard.inventory.catalogue.endpoints import router as catalogue_router
 from stockyard.inventory.ledger import maintenance
 from stockyard.inventory.ledger.endpoints import router as ledger_router
@@ -217,6 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalogue_router)
     app.include_router(ledger_router)
     app.include_router(reservations_router)
+    app.include_router(events_router)
     app.include_router(audit_router)
     app.include_router(metrics_router)
     return app

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core.audit_trail import AuditEvent
+from stockyard.core.partitions import ensure_monthly_partitions
 from stockyard.core.settings import SUPPORT_ROLE
-from stockyard.core.tenancy import tenant_policy_statements
 
 
 async def list_events(
@@ -72,38 +72,13 @@ async def trace(session: AsyncSession, request_id: str, *, limit: int) -> list[A
     return list(result.all())
 
 
-def _month_start(day: date) -> date:
-    return day.replace(day=1)
-
-
-def _next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
 async def ensure_partitions(session: AsyncSession, *, months_ahead: int = 3) -> list[str]:
-    """Monthly partitions from this month to `months_ahead` on, each walled off by tenant like
-    its parent (a partition read directly does not inherit the parent's policies). As owner."""
-    created = []
-    start = _month_start(datetime.now(UTC).date())
-    for _ in range(months_ahead + 1):
-        end = _next_month(start)
-        name = f"audit_event_y{start:%Y}m{start:%m}"
-        exists = await session.scalar(text("SELECT to_regclass(:name)"), {"name": name})
-        if exists is None:
-            await session.execute(
-                text(
-                    f"CREATE TABLE {name} PARTITION OF audit_event "
-                    f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-                )
-            )
-            for statement in tenant_policy_statements(name):
-                await session.execute(text(statement))
-            await session.execute(
-                text(
-                    f"CREATE POLICY support_read ON {name} FOR SELECT TO {SUPPORT_ROLE} "
-                    "USING (true)"
-                )
-            )
-            created.append(name)
-        start = end
-    return created
+    """The audit trail's monthly partitions, with the support role's read policy on each."""
+    return await ensure_monthly_partitions(
+        session,
+        "audit_event",
+        months_ahead=months_ahead,
+        extra_policies=lambda name: [
+            f"CREATE POLICY support_read ON {name} FOR SELECT TO {SUPPORT_ROLE} USING (true)"
+        ],
+    )

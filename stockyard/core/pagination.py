@@ -101,6 +101,16 @@ def instant_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     return _instant(moment), _uuid(row_id)
 
 
+def position_cursor(cursor: str | None) -> tuple[int, uuid.UUID] | None:
+    """A feed position: a transaction id (a 64-bit counter), then an id within it."""
+    if cursor is None:
+        return None
+    counter, row_id = _parts(cursor, 2)
+    if not counter.isascii() or not counter.isdigit() or int(counter) >= 2**63:
+        raise InvalidCursor()
+    return int(counter), _uuid(row_id)
+
+
 @dataclass(frozen=True, slots=True)
 class PageRequest:
     """What a list route was asked for: a page size and the previous page's cursor."""

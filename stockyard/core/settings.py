@@ -132,6 +132,13 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(
         default=86400, ge=60, description="How long Idempotency-Key results are kept."
     )
+    event_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="How far back the event feed reaches: `stockyard events prune` drops "
+        "whole months older than this.",
+    )
     sweep_interval_seconds: float = Field(
         default=30.0, gt=0, description="How often expired reservations and keys are swept."
     )

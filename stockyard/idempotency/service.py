@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,10 +37,14 @@ class IdempotencyKeyReused(ValidationFailed):
     message = "This Idempotency-Key was used with a different request."
 
 
+def _json(model: BaseModel) -> Any:
+    """The JSON a model is sent as: what FastAPI's jsonable_encoder gives for a model (field
+    aliases, JSON types), straight from pydantic-core rather than walked again in Python."""
+    return model.model_dump(mode="json", by_alias=True)
+
+
 def _fingerprint(route: str, body: BaseModel | None) -> bytes:
-    payload = json.dumps(
-        [route, jsonable_encoder(body) if body is not None else None], sort_keys=True
-    )
+    payload = json.dumps([route, _json(body) if body is not None else None], sort_keys=True)
     return hashlib.sha256(payload.encode()).digest()
 
 
@@ -60,7 +63,7 @@ async def respond_once(
     """Run `operation` once per key; replays get the stored status and body (and the same
     ETag and Location, derived from it)."""
     if key is None:
-        payload = jsonable_encoder(await operation())
+        payload = _json(await operation())
         return JSONResponse(
             payload, status_code=status_code, headers=_resource_headers(payload, item_path)
         )
@@ -80,7 +83,7 @@ async def respond_once(
                 **_resource_headers(stored.response_body, item_path),
             },
         )
-    payload = jsonable_encoder(await operation())
+    payload = _json(await operation())
     await idempotency_repository.store_response(
         session, key=key, status_code=status_code, body=payload
     )

@@ -17,6 +17,7 @@ from stockyard.auth import keys
 from stockyard.core.bootstrap import ConfigurationError
 from stockyard.core.database import create_engine, create_sessionmaker, owner_url
 from stockyard.core.settings import APP_ROLE, Settings
+from stockyard.events import repository as events_repository
 
 log = structlog.get_logger()
 
@@ -54,6 +55,7 @@ async def _after_upgrade(settings: Settings, url: URL) -> None:
                 password = settings.app_database_password.get_secret_value().replace("'", "''")
                 await session.execute(text(f"ALTER ROLE {APP_ROLE} PASSWORD '{password}'"))
             await audit_repository.ensure_partitions(session)
+            await events_repository.ensure_partitions(session)
             await keys.ensure_current_key(
                 session,
                 secret_key=settings.secret_key.get_secret_value(),

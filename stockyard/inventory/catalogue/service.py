@@ -5,22 +5,35 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import audit_trail
 from stockyard.core.database import insert_unique, save_new_version
 from stockyard.core.errors import Conflict, PreconditionFailed
 from stockyard.core.principal import AccessClaims
+from stockyard.events import service as events_service
+from stockyard.events.schemas import EventType
 from stockyard.inventory.catalogue import repository as catalogue_repository
 from stockyard.inventory.exceptions import CodeTaken, LocationNotFound, ProductNotFound, SkuTaken
 from stockyard.inventory.models import Location, Product
 from stockyard.inventory.schemas import (
     LocationCreate,
+    LocationRead,
     LocationUpdate,
     ProductCreate,
     ProductRead,
     ProductUpdate,
 )
+
+
+async def _announce(
+    session: AsyncSession, principal: AccessClaims, event_type: EventType, item: BaseModel
+) -> None:
+    """A catalogue event carries the item as the API shows it."""
+    await events_service.publish(
+        session, principal.tenant_id, [(event_type, item.model_dump(mode="json"))]
+    )
 
 
 async def create_product(
@@ -38,6 +51,9 @@ async def create_product(
         resource_id=product.id,
         status=201,
         details={"sku": product.sku},
+    )
+    await _announce(
+        session, principal, EventType.PRODUCT_CREATED, ProductRead.model_validate(product)
     )
     return product
 
@@ -95,6 +111,9 @@ async def update_product(
         status=200,
         details={"changed": sorted(body.model_fields_set)},
     )
+    await _announce(
+        session, principal, EventType.PRODUCT_UPDATED, ProductRead.model_validate(product)
+    )
     return product
 
 
@@ -119,6 +138,9 @@ async def archive_product(
             resource_id=product.id,
             status=204,
         )
+        await _announce(
+            session, principal, EventType.PRODUCT_ARCHIVED, ProductRead.model_validate(product)
+        )
 
 
 async def create_location(
@@ -136,6 +158,9 @@ async def create_location(
         resource_id=location.id,
         status=201,
         details={"code": location.code},
+    )
+    await _announce(
+        session, principal, EventType.LOCATION_CREATED, LocationRead.model_validate(location)
     )
     return location
 
@@ -183,6 +208,9 @@ async def update_location(
         resource_id=location.id,
         status=200,
     )
+    await _announce(
+        session, principal, EventType.LOCATION_UPDATED, LocationRead.model_validate(location)
+    )
     return location
 
 
@@ -206,4 +234,7 @@ async def archive_location(
             resource_type="location",
             resource_id=location.id,
             status=204,
+        )
+        await _announce(
+            session, principal, EventType.LOCATION_ARCHIVED, LocationRead.model_validate(location)
         )

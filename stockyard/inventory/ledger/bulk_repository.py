@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from stockyard.core.database import driver_connection
+from stockyard.inventory.ledger import repository as ledger_repository
 
 StagedMovement = tuple[int, uuid.UUID, str, str, str, int, str | None, str | None, datetime | None]
 
@@ -35,20 +37,10 @@ class ItemProblem:
     reason: str
 
 
-async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under the session, inside the request's transaction (and so
-    under its tenant setting)."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, asyncpg.Connection)
-    return driver
-
-
 async def stage(session: AsyncSession, rows: Sequence[StagedMovement]) -> list[ItemProblem]:
     """Copy the batch in and resolve SKUs and location codes; return the items that name
     something this tenant does not have (or has archived)."""
-    db = await _driver_connection(session)
+    db = await driver_connection(session)
     await db.execute(
         """
         CREATE TEMP TABLE movement_stage (
@@ -97,7 +89,7 @@ async def apply(
 ) -> list[ItemProblem]:
     """Apply the staged batch atomically; the items of any balance that would end below its
     reservations are returned instead (and nothing is written by the caller's rollback)."""
-    db = await _driver_connection(session)
+    db = await driver_connection(session)
     # Every touched balance is held before anything changes, in key order like every other
     # writer: existing rows are locked (ON CONFLICT ... WHERE false locks without writing),
     # missing ones are created empty (and so held). After this statement no concurrent
@@ -115,25 +107,30 @@ async def apply(
         tenant_id,
     )
     # Reservations only after their balances (the ledger's lock order).
-    await db.execute(
+    expired = await db.fetch(
         """
         WITH expired AS (
             UPDATE reservation r SET status = 'expired', updated_at = now()
             FROM (SELECT DISTINCT product_id, location_id FROM movement_resolved) t
             WHERE r.product_id = t.product_id AND r.location_id = t.location_id
               AND r.status = 'active' AND r.expires_at <= now()
-            RETURNING r.product_id, r.location_id, r.quantity
+            RETURNING r.id, r.product_id, r.location_id, r.quantity, r.reference
         ),
         totals AS (
             SELECT product_id, location_id, sum(quantity) AS quantity
             FROM expired GROUP BY product_id, location_id
+        ),
+        given_back AS (
+            UPDATE balance b
+            SET reserved = b.reserved - t.quantity, version = b.version + 1, updated_at = now()
+            FROM totals t
+            WHERE b.product_id = t.product_id AND b.location_id = t.location_id
+            RETURNING b.product_id
         )
-        UPDATE balance b
-        SET reserved = b.reserved - t.quantity, version = b.version + 1, updated_at = now()
-        FROM totals t
-        WHERE b.product_id = t.product_id AND b.location_id = t.location_id
+        SELECT id, product_id, location_id, quantity, reference FROM expired
         """
     )
+    ledger_repository.note_expired(session, expired)
     short = await db.fetch(
         """
         WITH net AS (
@@ -154,15 +151,24 @@ async def apply(
     # Every touched balance exists and is held (above): one UPDATE applies the net changes.
     # (An upsert would check its proposed row, with a negative on_hand, against the CHECK
     # before noticing the conflict.)
-    await db.execute(
+    applied = await db.fetch(
         """
         UPDATE balance b
         SET on_hand = b.on_hand + n.delta, version = b.version + 1, updated_at = now()
-        FROM (SELECT product_id, location_id, sum(delta) AS delta
+        FROM (SELECT product_id, location_id, sum(delta)::bigint AS delta,
+                     array_agg(id ORDER BY idx) AS movement_ids
               FROM movement_resolved GROUP BY product_id, location_id) n
         WHERE b.product_id = n.product_id AND b.location_id = n.location_id
+        RETURNING b.product_id, b.location_id, n.delta, n.movement_ids
         """
     )
+    for row in applied:
+        ledger_repository.note_touch(
+            session,
+            (row["product_id"], row["location_id"]),
+            available_change=row["delta"],
+            movement_ids=row["movement_ids"],
+        )
     await db.execute(
         """
         INSERT INTO movement (tenant_id, id, product_id, location_id, delta, kind, reason,

@@ -16,14 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stockyard.core import tenancy
 from stockyard.idempotency import repository as idempotency_repository
 from stockyard.inventory.ledger import repository as ledger_repository
+from stockyard.inventory.ledger import service as ledger_service
 from stockyard.tenants import repository as tenant_repository
 
 log = structlog.get_logger()
 
 
 async def sweep(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
-    """Expire overdue reservations and delete expired idempotency keys, in every tenant.
-    Returns (balances released, keys deleted)."""
+    """Expire overdue reservations (with their events) and delete expired idempotency keys, in
+    every tenant. Returns (reservations expired, keys deleted)."""
     async with sessionmaker() as session, session.begin():
         expiring = await ledger_repository.tenants_with_expired_reservations(session)
         stale = await idempotency_repository.tenants_with_expired_keys(session)
@@ -32,6 +33,7 @@ async def sweep(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, in
         async with sessionmaker() as session, session.begin():
             await tenancy.set_current_tenant(session, tenant_id)
             released += await ledger_repository.expire_all_reservations(session)
+            await ledger_service.publish_stock_changes(session, tenant_id)
     for tenant_id in stale:
         async with sessionmaker() as session, session.begin():
             await tenancy.set_current_tenant(session, tenant_id)

@@ -19,16 +19,91 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Row, TextClause, select, text, tuple_
+from sqlalchemy import Row, TextClause, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from stockyard.core.database import execute_many, fetch, fetch_one
-from stockyard.inventory.models import Balance, Location, Movement, Product, Reservation
+from stockyard.inventory.models import Balance, Movement, Reservation
+from stockyard.inventory.schemas import MovementRead
+
+
+@dataclass
+class BalanceTouch:
+    """What one transaction did to one balance, for its stock.changed event."""
+
+    available_change: int = 0
+    movement_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredReservation:
+    id: uuid.UUID
+    product_id: uuid.UUID
+    location_id: uuid.UUID
+    quantity: int
+    reference: str | None
+
+
+BalanceKey = tuple[uuid.UUID, uuid.UUID]
+
+# Every balance statement below notes the balance it touched on the session, so that the
+# transaction's stock events can be written before it commits (ledger/service.py
+# publish_stock_changes); a commit with unpublished changes is refused (the listener at the
+# end of this module), so no writer can change stock without its event.
+_TOUCHED = "stockyard.touched_balances"
+_EXPIRED = "stockyard.expired_reservations"
+
+
+def note_touch(
+    session: AsyncSession,
+    key: BalanceKey,
+    *,
+    available_change: int = 0,
+    movement_ids: Sequence[uuid.UUID] = (),
+) -> None:
+    touched: dict[BalanceKey, BalanceTouch] = session.info.setdefault(_TOUCHED, {})
+    touch = touched.setdefault(key, BalanceTouch())
+    touch.available_change += available_change
+    touch.movement_ids.extend(movement_ids)
+
+
+def note_expired(session: AsyncSession, rows: Sequence[asyncpg.Record]) -> None:
+    expired: list[ExpiredReservation] = session.info.setdefault(_EXPIRED, [])
+    for row in rows:
+        reservation = ExpiredReservation(
+            row["id"], row["product_id"], row["location_id"], row["quantity"], row["reference"]
+        )
+        expired.append(reservation)
+        note_touch(
+            session,
+            (reservation.product_id, reservation.location_id),
+            available_change=reservation.quantity,
+        )
+
+
+def take_changes(
+    session: AsyncSession,
+) -> tuple[dict[BalanceKey, BalanceTouch], list[ExpiredReservation]]:
+    """The balances touched and the reservations expired since the last call."""
+    return session.info.pop(_TOUCHED, {}), session.info.pop(_EXPIRED, [])
+
+
+@event.listens_for(Session, "before_commit")
+def _refuse_unpublished_stock_changes(session: Session) -> None:
+    if session.info.get(_TOUCHED) or session.info.get(_EXPIRED):
+        raise RuntimeError("stock changed without its events: call publish_stock_changes")
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_changes(session: Session) -> None:
+    session.info.pop(_TOUCHED, None)
+    session.info.pop(_EXPIRED, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +138,18 @@ def _expiry(held: str) -> TextClause:
             FROM held h
             WHERE r.product_id = h.product_id AND r.location_id = h.location_id
               AND r.status = 'active' AND r.expires_at <= now()
-            RETURNING r.product_id, r.location_id, r.quantity
+            RETURNING r.id, r.product_id, r.location_id, r.quantity, r.reference
         ), totals AS (
             SELECT product_id, location_id, sum(quantity) AS quantity
             FROM expired GROUP BY product_id, location_id
+        ), given_back AS (
+            UPDATE balance b
+            SET reserved = b.reserved - t.quantity, version = b.version + 1, updated_at = now()
+            FROM totals t
+            WHERE b.product_id = t.product_id AND b.location_id = t.location_id
+            RETURNING b.product_id
         )
-        UPDATE balance b
-        SET reserved = b.reserved - t.quantity, version = b.version + 1, updated_at = now()
-        FROM totals t
-        WHERE b.product_id = t.product_id AND b.location_id = t.location_id
-        RETURNING b.product_id
+        SELECT id, product_id, location_id, quantity, reference FROM expired
         """
     )
 
@@ -144,9 +221,10 @@ async def expire_reservations_of(
     session: AsyncSession, product_id: uuid.UUID, location_id: uuid.UUID
 ) -> None:
     """Lazily let expired reservations of one balance go before it is touched."""
-    await fetch(
+    expired = await fetch(
         session, _EXPIRE_FOR_BALANCE.text, {"product_id": product_id, "location_id": location_id}
     )
+    note_expired(session, expired)
 
 
 async def apply_delta(
@@ -165,7 +243,10 @@ async def apply_delta(
         "delta": delta,
     }
     statement = _RECEIVE if delta > 0 else _TAKE
-    return _balance(await fetch_one(session, statement.text, params))
+    balance = _balance(await fetch_one(session, statement.text, params))
+    if balance is not None:
+        note_touch(session, (product_id, location_id), available_change=delta)
+    return balance
 
 
 async def reserve(
@@ -173,7 +254,10 @@ async def reserve(
 ) -> BalanceRow | None:
     """Hold `quantity`; None when less than that is available."""
     params = {"product_id": product_id, "location_id": location_id, "quantity": quantity}
-    return _balance(await fetch_one(session, _RESERVE.text, params))
+    balance = _balance(await fetch_one(session, _RESERVE.text, params))
+    if balance is not None:
+        note_touch(session, (product_id, location_id), available_change=-quantity)
+    return balance
 
 
 async def unreserve(
@@ -193,6 +277,8 @@ async def unreserve(
     }
     row = _balance(await fetch_one(session, _UNRESERVE.text, params))
     assert row is not None, "a reservation always has its balance (foreign key)"
+    # available = on_hand - reserved: a release gives `quantity` back, a commit none.
+    note_touch(session, (product_id, location_id), available_change=0 if consume else quantity)
     return row
 
 
@@ -211,15 +297,30 @@ async def add_movements(session: AsyncSession, movements: Sequence[Movement]) ->
         _ADD_MOVEMENT,
         [{name: getattr(movement, name) for name in _MOVEMENT_COLUMNS} for movement in movements],
     )
+    for movement in movements:
+        note_touch(session, (movement.product_id, movement.location_id), movement_ids=[movement.id])
 
 
 @dataclass(frozen=True, slots=True)
 class MovementFilter:
-    product_id: uuid.UUID | None
-    location_id: uuid.UUID | None
+    sku: str | None
+    location: str | None
     kind: str | None
     start: datetime | None
     end: datetime | None
+
+
+_HISTORY = """
+    SELECT m.id, p.sku, l.code AS location, m.product_id, m.location_id, m.delta, m.kind,
+           m.reason, m.reference, m.occurred_at, m.recorded_at, m.request_id, m.actor_id,
+           m.transfer_id
+    FROM movement m
+    JOIN product p ON p.tenant_id = m.tenant_id AND p.id = m.product_id
+    JOIN location l ON l.tenant_id = m.tenant_id AND l.id = m.location_id
+    WHERE true {filters}
+    ORDER BY m.occurred_at, m.id
+    LIMIT :limit
+"""
 
 
 async def history(
@@ -228,30 +329,35 @@ async def history(
     where: MovementFilter,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[tuple[Movement, str, str]]:
+) -> list[MovementRead]:
     """Movements in (occurred_at, id) order: served by the (tenant_id, product_id,
-    occurred_at, id) index when a product is named, keyset-paginated so deep pages stay cheap."""
-    statement = (
-        select(Movement, Product.sku, Location.code)
-        .join(Product, Product.id == Movement.product_id)
-        .join(Location, Location.id == Movement.location_id)
-    )
-    if where.product_id is not None:
-        statement = statement.where(Movement.product_id == where.product_id)
-    if where.location_id is not None:
-        statement = statement.where(Movement.location_id == where.location_id)
+    occurred_at, id) index when a product is named, keyset-paginated so deep pages stay cheap.
+    Run by the driver and read straight into the API's shape: a page is up to 500 rows."""
+    filters = []
+    params: dict[str, Any] = {"limit": limit}
+    # The product and location are looked up once per statement (an InitPlan each), so the
+    # (tenant_id, product_id, occurred_at, id) index serves the page in order; an unknown
+    # SKU or code compares with NULL and matches nothing.
+    if where.sku is not None:
+        filters.append("AND m.product_id = (SELECT id FROM product WHERE sku = :sku)")
+        params["sku"] = where.sku
+    if where.location is not None:
+        filters.append("AND m.location_id = (SELECT id FROM location WHERE code = :location)")
+        params["location"] = where.location
     if where.kind is not None:
-        statement = statement.where(Movement.kind == where.kind)
+        filters.append("AND m.kind = :kind")
+        params["kind"] = where.kind
     if where.start is not None:
-        statement = statement.where(Movement.occurred_at >= where.start)
+        filters.append("AND m.occurred_at >= :start")
+        params["start"] = where.start
     if where.end is not None:
-        statement = statement.where(Movement.occurred_at < where.end)
+        filters.append("AND m.occurred_at < :end")
+        params["end"] = where.end
     if after is not None:
-        statement = statement.where(
-            tuple_(Movement.occurred_at, Movement.id) > tuple_(after[0], after[1])
-        )
-    statement = statement.order_by(Movement.occurred_at, Movement.id).limit(limit)
-    return [(movement, sku, code) for movement, sku, code in await session.execute(statement)]
+        filters.append("AND (m.occurred_at, m.id) > (:after_at, :after_id)")
+        params.update(after_at=after[0], after_id=after[1])
+    rows = await fetch(session, _HISTORY.format(filters=" ".join(filters)), params)
+    return [MovementRead.model_validate(dict(row)) for row in rows]
 
 
 _STOCK = """
@@ -326,8 +432,31 @@ async def tenants_with_expired_reservations(session: AsyncSession) -> list[uuid.
 async def expire_all_reservations(session: AsyncSession) -> int:
     """The periodic sweep for one tenant: every expired reservation lets its stock go. The
     balances are locked first, in key order, and only their reservations are expired."""
-    result = await session.execute(_EXPIRE_ALL)
-    return len(result.all())
+    expired = await fetch(session, _EXPIRE_ALL.text)
+    note_expired(session, expired)
+    return len(expired)
+
+
+_CURRENT_BALANCES = """
+    SELECT b.product_id, b.location_id, p.sku, l.code AS location, b.on_hand, b.reserved,
+           b.version, p.reorder_point
+    FROM unnest(:product_ids::uuid[], :location_ids::uuid[]) AS k(product_id, location_id)
+    JOIN balance b ON b.product_id = k.product_id AND b.location_id = k.location_id
+    JOIN product p ON p.id = b.product_id
+    JOIN location l ON l.id = b.location_id
+"""
+
+
+async def current_balances(
+    session: AsyncSession, keys: Sequence[BalanceKey]
+) -> list[asyncpg.Record]:
+    """The balances named, as they stand in this transaction, with their SKU, location code
+    and reorder point."""
+    return await fetch(
+        session,
+        _CURRENT_BALANCES,
+        {"product_ids": [k[0] for k in keys], "location_ids": [k[1] for k in keys]},
+    )
 
 
 async def tenant_ids(session: AsyncSession) -> list[uuid.UUID]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import audit_trail
 from stockyard.core.ids import new_id, new_ids
 from stockyard.core.principal import AccessClaims
+from stockyard.events import service as events_service
+from stockyard.events.schemas import EventType
 from stockyard.inventory.catalogue import repository as catalogue_repository
 from stockyard.inventory.catalogue.repository import LocationRef, ProductRef
 from stockyard.inventory.exceptions import (
@@ -65,6 +68,88 @@ def movement_read(movement: Movement, sku: str, location: str) -> MovementRead:
         actor_id=movement.actor_id,
         transfer_id=movement.transfer_id,
     )
+
+
+# stock.changed names at most this many of a transaction's movements on one balance (a bulk
+# batch may hold 10,000); `movement_count` always counts them all.
+MAX_EVENT_MOVEMENT_IDS = 1000
+
+
+def _level(available: int, reorder_point: int | None) -> EventType:
+    if available <= 0:
+        return EventType.STOCK_OUT
+    if reorder_point is not None and available < reorder_point:
+        return EventType.STOCK_LOW
+    return EventType.STOCK_RESTOCKED
+
+
+def _crossings(before: int, after: int, reorder_point: int | None) -> list[EventType]:
+    """The threshold event of one change of `available`, if it moved the balance from one
+    level to another: out (zero or below), low (below the reorder point), or restocked (at or
+    above it; above zero when the product has none)."""
+    level = _level(after, reorder_point)
+    return [] if level == _level(before, reorder_point) else [level]
+
+
+async def publish_stock_changes(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """The transaction's stock events, written in it: one stock.changed per balance touched
+    (its final state; `sequence` is the balance's version, which only ever grows, so a
+    receiver can drop stale or reordered events), a threshold event where the change crossed
+    the reorder point or zero, and reservation.expired for each reservation let go on the way.
+    Every writer calls this before its transaction commits (a commit without it is refused)."""
+    touched, expired = ledger_repository.take_changes(session)
+    if not touched:
+        return
+    rows = await ledger_repository.current_balances(session, list(touched))
+    events: list[tuple[EventType, dict[str, Any]]] = []
+    names: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
+    for row in rows:
+        key = (row["product_id"], row["location_id"])
+        touch = touched[key]
+        names[key] = (row["sku"], row["location"])
+        available = row["on_hand"] - row["reserved"]
+        state = {
+            "sku": row["sku"],
+            "location": row["location"],
+            "product_id": str(row["product_id"]),
+            "location_id": str(row["location_id"]),
+            "on_hand": row["on_hand"],
+            "reserved": row["reserved"],
+            "available": available,
+            "reorder_point": row["reorder_point"],
+            "sequence": row["version"],
+        }
+        events.append(
+            (
+                EventType.STOCK_CHANGED,
+                {
+                    **state,
+                    "movement_ids": [str(i) for i in touch.movement_ids[:MAX_EVENT_MOVEMENT_IDS]],
+                    "movement_count": len(touch.movement_ids),
+                },
+            )
+        )
+        before = available - touch.available_change
+        events += [
+            (crossing, {**state, "previous_available": before})
+            for crossing in _crossings(before, available, row["reorder_point"])
+        ]
+    for reservation in expired:
+        sku, location = names[(reservation.product_id, reservation.location_id)]
+        events.append(
+            (
+                EventType.RESERVATION_EXPIRED,
+                {
+                    "id": str(reservation.id),
+                    "sku": sku,
+                    "location": location,
+                    "quantity": reservation.quantity,
+                    "reference": reservation.reference,
+                    "status": "expired",
+                },
+            )
+        )
+    await events_service.publish(session, tenant_id, events)
 
 
 async def product_by_sku(session: AsyncSession, sku: str) -> ProductRef:
@@ -171,6 +256,7 @@ async def record_movement(
         status=201,
         details={"sku": product.sku, "location": location.code, "delta": body.delta},
     )
+    await publish_stock_changes(session, principal.tenant_id)
     return MovementResult(
         movement=movement_read(movement, product.sku, location.code),
         balance=balance_read(product.sku, location.code, balance),
@@ -227,6 +313,7 @@ async def transfer(
             "quantity": body.quantity,
         },
     )
+    await publish_stock_changes(session, principal.tenant_id)
     return TransferRead(
         transfer_id=transfer_id,
         movements=[
@@ -286,6 +373,7 @@ async def ingest(
         status=201,
         details={"inserted": len(rows)},
     )
+    await publish_stock_changes(session, principal.tenant_id)
     return len(rows)
 
 
@@ -300,24 +388,10 @@ async def history(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[MovementRead]:
-    product_id = location_id = None
-    if sku is not None:
-        product = await catalogue_repository.find_product_by_sku(session, sku)
-        if product is None:
-            return []
-        product_id = product.id
-    if location is not None:
-        place = await catalogue_repository.find_location_by_code(session, location)
-        if place is None:
-            return []
-        location_id = place.id
-    rows = await ledger_repository.history(
-        session,
-        where=MovementFilter(product_id, location_id, kind, start, end),
-        after=after,
-        limit=limit,
+    """The ledger, oldest first; an unknown SKU or location code is an empty history."""
+    return await ledger_repository.history(
+        session, where=MovementFilter(sku, location, kind, start, end), after=after, limit=limit
     )
-    return [movement_read(movement, sku_, code) for movement, sku_, code in rows]
 
 
 async def stock(

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import audit_trail
 from stockyard.core.principal import AccessClaims
+from stockyard.events import service as events_service
+from stockyard.events.schemas import EventType
 from stockyard.inventory.exceptions import InsufficientStock, ReservationClosed, ReservationNotFound
 from stockyard.inventory.ledger import repository as ledger_repository
 from stockyard.inventory.ledger.service import (
@@ -18,6 +20,7 @@ from stockyard.inventory.ledger.service import (
     movement_read,
     new_movement,
     product_by_sku,
+    publish_stock_changes,
 )
 from stockyard.inventory.models import Reservation
 from stockyard.inventory.reservations import repository as reservation_repository
@@ -83,10 +86,17 @@ async def reserve(
         status=201,
         details={"sku": product.sku, "location": location.code, "quantity": body.quantity},
     )
-    return ReservationResult(
+    result = ReservationResult(
         reservation=reservation_read(reservation, product.sku, location.code),
         balance=balance_read(product.sku, location.code, balance),
     )
+    await events_service.publish(
+        session,
+        principal.tenant_id,
+        [(EventType.RESERVATION_CREATED, result.reservation.model_dump(mode="json"))],
+    )
+    await publish_stock_changes(session, principal.tenant_id)
+    return result
 
 
 async def _close(
@@ -141,11 +151,17 @@ async def _close(
         resource_id=reservation.id,
         status=200,
     )
-    return ReservationResult(
+    result = ReservationResult(
         reservation=reservation_read(reservation, sku, code),
         balance=balance_read(sku, code, balance),
         movement=movement_out,
     )
+    closed = EventType.RESERVATION_COMMITTED if commit else EventType.RESERVATION_RELEASED
+    await events_service.publish(
+        session, principal.tenant_id, [(closed, result.reservation.model_dump(mode="json"))]
+    )
+    await publish_stock_changes(session, principal.tenant_id)
+    return result
 
 
 async def commit_reservation(
