@@ -38,6 +38,7 @@ async def test_every_list_of_another_tenant_is_free_of_our_rows(
         "/movements",
         "/stock",
         "/reservations",
+        "/events",
         "/users",
         "/clients",
         "/audit",

@@ -213,6 +213,7 @@ MATRIX: dict[tuple[str, str], Row] = {
         },
     ),
     ("GET", "/api/v1/stock"): Row(_statuses(200, allowed=READERS)),
+    ("GET", "/api/v1/events"): Row(_statuses(200, allowed=READERS)),
     ("POST", "/api/v1/reservations"): Row(
         _statuses(201, allowed=WRITERS, other_tenant=404),
         prepare=_stocked,
