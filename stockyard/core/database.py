@@ -7,6 +7,7 @@ security; the owner URL is used by migrations and operator commands alone.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -56,6 +57,21 @@ def app_url(settings: Settings) -> URL:
     return owner_url(settings).set(username=APP_ROLE, password=password)
 
 
+def _pooler_arguments(settings: Settings) -> dict[str, Any]:
+    """Behind PgBouncer in transaction mode, consecutive transactions of one client connection
+    run on different server connections, so a statement prepared in one is unknown to the
+    next. asyncpg then keeps no statement cache (its own statements are unnamed, used in the
+    transaction that parses them), and the ones SQLAlchemy prepares get unique names, so two
+    clients' statements never collide on a server connection."""
+    if settings.database_pooler != "transaction":
+        return {}
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__stockyard_{uuid.uuid4().hex}__",
+    }
+
+
 def create_engine(url: URL, settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
     return create_async_engine(
         url,
@@ -70,6 +86,7 @@ def create_engine(url: URL, settings: Settings, *, pool_size: int | None = None)
             "timeout": settings.db_timeout_seconds,
             "command_timeout": max(settings.db_timeout_seconds * 6, 30.0),
             "server_settings": {"application_name": "stockyard"},
+            **_pooler_arguments(settings),
         },
     )
 

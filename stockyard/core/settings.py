@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         description="Run migrations when the API starts. Default: yes in embedded mode, else no.",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per worker.")
+    database_pooler: Literal["none", "transaction"] = Field(
+        default="none",
+        description="`transaction` when the database URLs reach PostgreSQL through PgBouncer "
+        "in transaction pooling mode: then no prepared statement outlives its transaction.",
+    )
     db_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Connect and statement timeout for PostgreSQL."
     )
