@@ -80,6 +80,11 @@ async def stage(session: AsyncSession, rows: Sequence[StagedMovement]) -> list[I
     return []
 
 
+_EXPIRE_FOR_BATCH = ledger_repository.expiry_statement(
+    "SELECT DISTINCT product_id, location_id FROM movement_resolved"
+)
+
+
 async def apply(
     session: AsyncSession,
     *,
@@ -106,30 +111,9 @@ async def apply(
         """,
         tenant_id,
     )
-    # Reservations only after their balances (the ledger's lock order).
-    expired = await db.fetch(
-        """
-        WITH expired AS (
-            UPDATE reservation r SET status = 'expired', updated_at = now()
-            FROM (SELECT DISTINCT product_id, location_id FROM movement_resolved) t
-            WHERE r.product_id = t.product_id AND r.location_id = t.location_id
-              AND r.status = 'active' AND r.expires_at <= now()
-            RETURNING r.id, r.product_id, r.location_id, r.quantity, r.reference
-        ),
-        totals AS (
-            SELECT product_id, location_id, sum(quantity) AS quantity
-            FROM expired GROUP BY product_id, location_id
-        ),
-        given_back AS (
-            UPDATE balance b
-            SET reserved = b.reserved - t.quantity, version = b.version + 1, updated_at = now()
-            FROM totals t
-            WHERE b.product_id = t.product_id AND b.location_id = t.location_id
-            RETURNING b.product_id
-        )
-        SELECT id, product_id, location_id, quantity, reference FROM expired
-        """
-    )
+    # Reservations only after their balances (the ledger's lock order), all of which the
+    # statement above holds.
+    expired = await db.fetch(_EXPIRE_FOR_BATCH.text)
     ledger_repository.note_expired(session, expired)
     short = await db.fetch(
         """

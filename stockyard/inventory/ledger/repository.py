@@ -126,11 +126,12 @@ def _balance(row: asyncpg.Record | None) -> BalanceRow | None:
 _RETURNING = "RETURNING product_id, location_id, on_hand, reserved, version"
 
 
-def _expiry(held: str) -> TextClause:
-    """Expire the overdue reservations of the balances `held` selects. `held` locks those
-    balance rows FOR UPDATE (in key order when it is several) before any reservation is
-    touched: a reservation row can only reach the UPDATE joined to its balance row, which
-    LockRows has already locked. Each balance then gives back what its reservations held."""
+def expiry_statement(held: str) -> TextClause:
+    """Expire the overdue reservations of the balances `held` selects, returning them. `held`
+    locks those balance rows FOR UPDATE (in key order when it is several) before any
+    reservation is touched, unless the caller holds them already (bulk ingest): a reservation
+    row can only reach the UPDATE joined to its balance row, which is locked by then. Each
+    balance then gives back what its reservations held."""
     return text(
         f"""
         WITH held AS ({held}), expired AS (
@@ -155,7 +156,7 @@ def _expiry(held: str) -> TextClause:
 
 
 # Lazily, before one balance is touched.
-_EXPIRE_FOR_BALANCE = _expiry(
+_EXPIRE_FOR_BALANCE = expiry_statement(
     """
     SELECT product_id, location_id FROM balance
     WHERE product_id = :product_id AND location_id = :location_id
@@ -164,7 +165,7 @@ _EXPIRE_FOR_BALANCE = _expiry(
 )
 
 # The periodic sweep: every balance with an overdue reservation, in key order.
-_EXPIRE_ALL = _expiry(
+_EXPIRE_ALL = expiry_statement(
     """
     SELECT b.product_id, b.location_id FROM balance b
     WHERE (b.product_id, b.location_id) IN (
