@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
+from stockyard.core import tenancy
+from stockyard.core.database import create_engine, create_sessionmaker, owner_url
 from stockyard.core.ids import new_id
+from stockyard.core.settings import Settings
+from stockyard.events import repository as events_repository
 from stockyard.inventory.ledger import maintenance
+from stockyard.inventory.ledger import repository as ledger_repository
 from tests.support.helpers import Tenant
 from tests.support.inventory import Inventory
 
@@ -367,3 +376,68 @@ async def test_every_writer_at_once_every_movement_announced_and_sequences_tell_
             row["reserved"],
             row["version"],
         ), key
+
+
+async def test_a_commit_with_unannounced_stock_changes_is_refused(
+    app: FastAPI, tenant: Tenant, app_db: asyncpg.Connection
+) -> None:
+    """A writer that changes a balance and forgets its events cannot commit: the change is
+    rolled back, not kept without its stock.changed."""
+    inv_product, inv_location = uuid.uuid4(), uuid.uuid4()
+    async with app.state.services.sessionmaker() as session:
+        tenancy.scope_to_tenant(session, tenant.id)
+        await session.execute(
+            text("INSERT INTO product (tenant_id, id, sku, name) VALUES (:t, :p, 'SILENT', 'x')"),
+            {"t": tenant.id, "p": inv_product},
+        )
+        await session.execute(
+            text("INSERT INTO location (tenant_id, id, code, name) VALUES (:t, :l, 'SILENT', 'x')"),
+            {"t": tenant.id, "l": inv_location},
+        )
+        await ledger_repository.apply_delta(
+            session, tenant_id=tenant.id, product_id=inv_product, location_id=inv_location, delta=5
+        )
+        with pytest.raises(RuntimeError, match="without its events"):
+            await session.commit()
+    async with app_db.transaction():
+        await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+        assert await app_db.fetchval("SELECT count(*) FROM product WHERE sku = 'SILENT'") == 0
+
+
+async def test_retention_drops_whole_months_past_the_horizon_only(
+    owner_db: asyncpg.Connection, settings: Settings, tenant: Tenant
+) -> None:
+    await owner_db.execute(
+        "CREATE TABLE event_y2020m01 PARTITION OF event "
+        "FOR VALUES FROM ('2020-01-01') TO ('2020-02-01')"
+    )
+    async with owner_db.transaction():
+        await owner_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+        await owner_db.execute(
+            "INSERT INTO event (tenant_id, occurred_at, id, type, data) "
+            "VALUES ($1, '2020-01-15', $2, 'product.created', '{}')",
+            tenant.id,
+            new_id(),
+        )
+    engine = create_engine(owner_url(settings), settings, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            created = await events_repository.ensure_partitions(session)
+            dropped = await events_repository.drop_partitions_before(
+                session, datetime.now(UTC) - timedelta(days=settings.event_retention_days)
+            )
+            current = await events_repository.ensure_partitions(session)
+    finally:
+        await engine.dispose()
+    assert dropped == ["event_y2020m01"]
+    assert current == []  # this month and the next ones are all still there
+    assert created == []  # stockyard migrate made them already
+    remaining = {
+        row["relname"]
+        for row in await owner_db.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'event'::regclass"
+        )
+    }
+    assert "event_default" in remaining and "event_y2020m01" not in remaining
+    assert f"event_y{datetime.now(UTC):%Y}m{datetime.now(UTC):%m}" in remaining
