@@ -10,29 +10,24 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core.audit_trail import current_request_id
-from stockyard.core.ids import new_id
+from stockyard.core.ids import new_ids
 from stockyard.core.pagination import encode_cursor
 from stockyard.events import repository as events_repository
 from stockyard.events.repository import NewEvent
 from stockyard.events.schemas import EventPage, EventRead, EventType
 
 
-def new_event(tenant_id: uuid.UUID, event_type: EventType, data: dict[str, Any]) -> NewEvent:
-    return NewEvent(
-        tenant_id=tenant_id,
-        id=new_id(),
-        type=event_type.value,
-        data=data,
-        request_id=current_request_id(),
-    )
-
-
 async def publish(
     session: AsyncSession, tenant_id: uuid.UUID, events: Sequence[tuple[EventType, dict[str, Any]]]
 ) -> None:
     """Write events in the caller's transaction: a change that rolls back leaves none."""
+    request_id = current_request_id()
     await events_repository.add(
-        session, [new_event(tenant_id, event_type, data) for event_type, data in events]
+        session,
+        [
+            NewEvent(tenant_id, event_id, event_type.value, data, request_id)
+            for (event_type, data), event_id in zip(events, new_ids(len(events)), strict=True)
+        ],
     )
 
 
