@@ -18,6 +18,7 @@ from stockyard.core.settings import Settings
 from stockyard.migrations.runner import migrate
 from tests.support.crew import Crew, make_crew
 from tests.support.helpers import Tenant, signup
+from tests.support.inventory import Inventory
 from tests.support.services import TestServices, test_services
 
 UNLIMITED = 10_000_000
@@ -82,6 +83,12 @@ def client(app_and_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClie
 @pytest.fixture
 async def tenant(client: httpx.AsyncClient) -> Tenant:
     return await signup(client)
+
+
+@pytest.fixture
+def inv(client: httpx.AsyncClient, tenant: Tenant) -> Inventory:
+    """Terse inventory calls as the test's tenant."""
+    return Inventory(client, tenant)
 
 
 @pytest.fixture

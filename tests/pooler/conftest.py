@@ -31,8 +31,7 @@ from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.settings import APP_ROLE, Settings
 from stockyard.migrations.runner import migrate
 from tests.conftest import make_settings, running_app
-from tests.support.helpers import Tenant
-from tests.support.inventory import Inventory
+from tests.support.serve import free_port
 from tests.support.services import TestServices
 
 SERVER_CONNECTIONS = 4
@@ -42,12 +41,6 @@ SERVER_CONNECTIONS = 4
 class Bouncer:
     host: str
     port: int
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _unprivileged_user() -> str:
@@ -73,7 +66,7 @@ def pgbouncer(services: TestServices) -> Iterator[Bouncer]:
     # another user.
     workdir = Path(tempfile.mkdtemp(prefix="stockyard-pgbouncer-"))
     workdir.chmod(0o777)
-    port = _free_port()
+    port = free_port()
     (workdir / "users.txt").write_text(f'"{APP_ROLE}" ""\n"{target.username}" ""\n')
     (workdir / "pgbouncer.ini").write_text(
         f"""
@@ -139,11 +132,6 @@ def settings(services: TestServices, pgbouncer: Bouncer) -> Settings:
 async def app_and_client(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     async with running_app(settings) as pair:
         yield pair
-
-
-@pytest.fixture
-def inv(client: httpx.AsyncClient, tenant: Tenant) -> Inventory:
-    return Inventory(client, tenant)
 
 
 # The tests' own connections (checking balances, ledgers, settings as the app role or the
