@@ -489,5 +489,9 @@ if __name__ == "__main__":
         from bench import cpu
 
         cpu.main(sys.argv[2:])
+    elif sys.argv[1:2] == ["webhooks"]:
+        from bench import webhooks
+
+        webhooks.main(sys.argv[2:])
     else:
         main()

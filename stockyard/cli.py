@@ -19,7 +19,9 @@ from stockyard.core import tenancy
 from stockyard.core.bootstrap import ConfigurationError, Runtime, load_settings, start_runtime
 from stockyard.core.database import create_engine, create_sessionmaker, owner_url
 from stockyard.core.logging import configure_logging
+from stockyard.core.settings import Settings
 from stockyard.migrations.runner import migrate
+from stockyard.webhooks import service as webhooks_service
 
 app = typer.Typer(help="Stockyard: multi-tenant inventory API.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
@@ -371,7 +373,39 @@ def events_prune(
         dropped = _with_owner_session(
             runtime, lambda s: events_repository.drop_partitions_before(s, cutoff)
         )
+        deliveries = _with_owner_session(
+            runtime, lambda s: webhooks_service.prune_deliveries(s, cutoff)
+        )
     typer.echo("dropped: " + (", ".join(dropped) if dropped else "nothing (all within retention)"))
+    typer.echo(f"webhook deliveries deleted: {deliveries}")
+
+
+@app.command()
+def worker() -> None:
+    """Deliver webhooks in a process of its own (set STOCKYARD_WEBHOOK_DISPATCH=false on the
+    API processes then). Stops cleanly on SIGTERM or Ctrl-C, finishing the sends in flight."""
+    from stockyard.core.database import app_url, listen_dsn
+    from stockyard.webhooks.dispatcher import Dispatcher
+
+    async def run(settings: Settings) -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        engine = create_engine(app_url(settings), settings)
+        try:
+            dispatcher = Dispatcher(
+                create_sessionmaker(engine), settings, listen_dsn=listen_dsn(settings)
+            )
+            typer.echo("stockyard worker: delivering webhooks", err=True)
+            await dispatcher.run(stopping)
+        finally:
+            await engine.dispose()
+
+    with _runtime() as runtime:
+        if runtime.settings.should_migrate_on_start:
+            migrate(runtime.settings)
+        asyncio.run(run(runtime.settings))
 
 
 @app.command()

@@ -16,8 +16,9 @@ from stockyard.api.app import create_app
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.settings import Settings
 from stockyard.migrations.runner import migrate
+from tests.support.cli import run_cli
 from tests.support.crew import Crew, make_crew
-from tests.support.helpers import Tenant, signup
+from tests.support.helpers import PASSWORD, Tenant, signup
 from tests.support.inventory import Inventory
 from tests.support.services import TestServices, test_services
 
@@ -43,6 +44,9 @@ def make_settings(services: TestServices, **overrides: Any) -> Settings:
         "login_account_rate_limit_per_minute": UNLIMITED,
         "signing_key_cache_seconds": 0.2,
         "jwks_max_age_seconds": 1,
+        # Webhook tests start dispatchers of their own (tests/webhooks); the shared app has
+        # none, so no test's deliveries are sent by another test's settings.
+        "webhook_dispatch": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -140,3 +144,20 @@ def random_slug() -> str:
 @pytest.fixture
 async def crew(client: httpx.AsyncClient) -> Crew:
     return await make_crew(client)
+
+
+@pytest.fixture
+async def staff_token(client: httpx.AsyncClient, settings: Settings) -> str:
+    email = f"support-{secrets.token_hex(4)}@stockyard.example.com"
+    code, output = await run_cli(
+        settings, "staff", "create", "--email", email, "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert code == 0, output
+    response = await client.post(
+        "/api/v1/auth/token",
+        data={"grant_type": "password", "username": email, "password": PASSWORD},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "support:read"
+    assert response.json()["refresh_token"] is None
+    return str(response.json()["access_token"])

@@ -32,7 +32,7 @@ from stockyard.auth.limiter import RateLimiter, RevokedToken
 from stockyard.auth.oauth_endpoints import router as auth_router
 from stockyard.auth.oauth_endpoints import well_known as well_known_router
 from stockyard.auth.signup_endpoints import router as signup_router
-from stockyard.core.database import app_url, create_engine, create_sessionmaker
+from stockyard.core.database import app_url, create_engine, create_sessionmaker, listen_dsn
 from stockyard.core.errors import PayloadTooLarge
 from stockyard.core.logging import configure_logging
 from stockyard.core.redis import create_redis
@@ -43,6 +43,8 @@ from stockyard.inventory.ledger import maintenance
 from stockyard.inventory.ledger.endpoints import router as ledger_router
 from stockyard.inventory.reservations.endpoints import router as reservations_router
 from stockyard.tenants.limits import TenantLimits
+from stockyard.webhooks.dispatcher import Dispatcher
+from stockyard.webhooks.endpoints import router as webhooks_router
 
 log = structlog.get_logger()
 
@@ -182,12 +184,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             ),
         ]
+        if settings.webhook_dispatch:
+            dispatcher = Dispatcher(
+                services.sessionmaker, settings, listen_dsn=listen_dsn(settings)
+            )
+            tasks.append(asyncio.create_task(dispatcher.run(stopping)))
         log.info("api_started", version=__version__)
         try:
             yield
         finally:
             stopping.set()
-            _, pending = await asyncio.wait(tasks, timeout=10)
+            # The dispatcher lets its sends in flight finish, each bounded by its timeout.
+            _, pending = await asyncio.wait(tasks, timeout=settings.webhook_timeout_seconds + 10)
             for task in pending:
                 task.cancel()
             await services.limiter.drain()
@@ -219,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(reservations_router)
     app.include_router(events_router)
+    app.include_router(webhooks_router)
     app.include_router(audit_router)
     app.include_router(metrics_router)
     return app

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Path, Query
 
 from stockyard.audit import repository as audit_repository
 from stockyard.audit import service as audit_service
-from stockyard.audit.schemas import AuditEventRead, AuditPage, RequestTrace, TraceEvent
+from stockyard.audit.schemas import (
+    AuditEventRead,
+    AuditPage,
+    RequestTrace,
+    TracedChange,
+    TracedDelivery,
+    TraceEvent,
+)
 from stockyard.auth.pipeline import READS_AUDIT, SupportPrincipal, SupportSession, TenantSession
 from stockyard.core.pagination import Paging, instant_cursor
 from stockyard.core.responses import AUTHENTICATED, error_responses
@@ -66,11 +73,22 @@ async def trace_request(
     session: SupportSession,
     staff: SupportPrincipal,
 ) -> RequestTrace:
-    rows = await audit_service.trace_for_staff(
+    trace = await audit_service.trace_for_staff(
         session, staff, request_id=request_id, limit=TRACE_LIMIT + 1
     )
     return RequestTrace(
         request_id=request_id,
-        events=[TraceEvent.model_validate(row, from_attributes=True) for row in rows[:TRACE_LIMIT]],
-        truncated=len(rows) > TRACE_LIMIT,
+        events=[
+            TraceEvent.model_validate(row, from_attributes=True)
+            for row in trace.events[:TRACE_LIMIT]
+        ],
+        changes=[
+            TracedChange.model_validate(row, from_attributes=True)
+            for row in trace.changes[:TRACE_LIMIT]
+        ],
+        deliveries=[
+            TracedDelivery.model_validate(row, from_attributes=True)
+            for row in trace.deliveries[:TRACE_LIMIT]
+        ],
+        truncated=max(len(trace.events), len(trace.changes), len(trace.deliveries)) > TRACE_LIMIT,
     )

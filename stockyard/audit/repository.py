@@ -72,6 +72,60 @@ async def trace(session: AsyncSession, request_id: str, *, limit: int) -> list[A
     return list(result.all())
 
 
+# A request's events were written by its transaction, which began before its audit events
+# were recorded and ended within the statement timeout: looked up in that window of each
+# tenant the request touched, through the event log's (tenant, time) key.
+_TRACE_EVENTS = """
+    WITH touched AS (
+        SELECT tenant_id, min(occurred_at) - interval '5 minutes' AS since,
+               max(occurred_at) AS until
+        FROM audit_event WHERE request_id = :request_id GROUP BY tenant_id
+    )
+    SELECT e.tenant_id, e.id, e.type, e.occurred_at
+    FROM touched t JOIN event e
+      ON e.tenant_id = t.tenant_id AND e.occurred_at BETWEEN t.since AND t.until
+    WHERE e.request_id = :request_id
+    ORDER BY e.occurred_at, e.id
+    LIMIT :limit
+"""
+_TRACE_DELIVERIES = """
+    SELECT tenant_id, id, event_id, endpoint_id AS webhook_id, state, attempts, last_status
+    FROM webhook_delivery
+    WHERE (tenant_id, event_id) IN (
+        SELECT * FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:event_ids AS uuid[]))
+    )
+    ORDER BY id
+    LIMIT :limit
+"""
+
+
+async def trace_changes(
+    session: AsyncSession, request_id: str, *, limit: int
+) -> tuple[list[Any], list[Any]]:
+    """The events a request wrote and their webhook deliveries: ids, types, states and
+    statuses, never an event's data or an endpoint's URL (the support role may read neither)."""
+    events = list(
+        (
+            await session.execute(text(_TRACE_EVENTS), {"request_id": request_id, "limit": limit})
+        ).all()
+    )
+    if not events:
+        return events, []
+    deliveries = list(
+        (
+            await session.execute(
+                text(_TRACE_DELIVERIES),
+                {
+                    "tenant_ids": [event.tenant_id for event in events],
+                    "event_ids": [event.id for event in events],
+                    "limit": limit,
+                },
+            )
+        ).all()
+    )
+    return events, deliveries
+
+
 async def ensure_partitions(session: AsyncSession, *, months_ahead: int = 3) -> list[str]:
     """The audit trail's monthly partitions, with the support role's read policy on each."""
     return await ensure_monthly_partitions(

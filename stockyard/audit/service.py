@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,13 +13,21 @@ from stockyard.core.audit_trail import PLATFORM_TENANT_ID
 from stockyard.core.principal import AccessClaims, PrincipalKind
 
 
+@dataclass(frozen=True, slots=True)
+class Trace:
+    events: list[Any]
+    changes: list[Any]
+    deliveries: list[Any]
+
+
 async def trace_for_staff(
     session: AsyncSession, principal: AccessClaims, *, request_id: str, limit: int
-) -> list[Any]:
-    """Every event of one request across tenants, read as the support role; the lookup is
-    itself audited, under the platform."""
+) -> Trace:
+    """Every audit event of one request across tenants, the events it wrote and their webhook
+    deliveries, read as the support role; the lookup is itself audited, under the platform."""
     await audit_repository.become_support(session)
     events = await audit_repository.trace(session, request_id, limit=limit)
+    changes, deliveries = await audit_repository.trace_changes(session, request_id, limit=limit)
     await audit_trail.record_for(
         session,
         tenant_id=PLATFORM_TENANT_ID,
@@ -30,4 +39,4 @@ async def trace_for_staff(
         status=200,
         details={"events": len(events)},
     )
-    return events
+    return Trace(events=events, changes=changes, deliveries=deliveries)

@@ -255,6 +255,7 @@ InventoryWriter = Annotated[AccessClaims, Depends(require(Scope.INVENTORY_WRITE)
 UsersAdmin = Annotated[AccessClaims, Depends(require(Scope.USERS_ADMIN))]
 ClientsAdmin = Annotated[AccessClaims, Depends(require(Scope.CLIENTS_ADMIN))]
 AuditReader = Annotated[AccessClaims, Depends(require(Scope.AUDIT_READ))]
+WebhooksAdmin = Annotated[AccessClaims, Depends(require(Scope.WEBHOOKS_ADMIN))]
 
 # For routes that need a scope but have no use for the principal itself:
 # `@router.get(..., dependencies=[READS_INVENTORY])`.
@@ -262,3 +263,4 @@ READS_INVENTORY = Depends(require(Scope.INVENTORY_READ))
 ADMINISTERS_USERS = Depends(require(Scope.USERS_ADMIN))
 ADMINISTERS_CLIENTS = Depends(require(Scope.CLIENTS_ADMIN))
 READS_AUDIT = Depends(require(Scope.AUDIT_READ))
+ADMINISTERS_WEBHOOKS = Depends(require(Scope.WEBHOOKS_ADMIN))

@@ -18,6 +18,7 @@ class Scope(StrEnum):
     USERS_ADMIN = "users:admin"
     CLIENTS_ADMIN = "clients:admin"
     AUDIT_READ = "audit:read"
+    WEBHOOKS_ADMIN = "webhooks:admin"
     SUPPORT_READ = "support:read"
 
 
@@ -28,6 +29,7 @@ _ADMIN_SCOPES = frozenset(
         Scope.USERS_ADMIN,
         Scope.CLIENTS_ADMIN,
         Scope.AUDIT_READ,
+        Scope.WEBHOOKS_ADMIN,
     }
 )
 
@@ -41,10 +43,11 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
 
 class ClientScope(StrEnum):
     """What an API client may be granted: it acts for an application, and never administers
-    the tenant."""
+    the tenant's people or clients. An integration may manage the webhooks it receives."""
 
     INVENTORY_READ = Scope.INVENTORY_READ.value
     INVENTORY_WRITE = Scope.INVENTORY_WRITE.value
+    WEBHOOKS_ADMIN = Scope.WEBHOOKS_ADMIN.value
 
 
 STAFF_SCOPES = frozenset({Scope.SUPPORT_READ})

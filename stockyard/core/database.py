@@ -57,6 +57,17 @@ def app_url(settings: Settings) -> URL:
     return owner_url(settings).set(username=APP_ROLE, password=password)
 
 
+def listen_dsn(settings: Settings) -> str | None:
+    """Where the webhook dispatcher LISTENs. A LISTEN lives on one server connection, which a
+    transaction pooler hands to other clients between transactions: behind one, only an
+    explicit direct URL will do, and without it the dispatcher polls."""
+    if settings.webhook_listen_url is not None:
+        return to_libpq_dsn(settings.webhook_listen_url)
+    if settings.database_pooler == "transaction":
+        return None
+    return to_libpq_dsn(app_url(settings))
+
+
 def _pooler_arguments(settings: Settings) -> dict[str, Any]:
     """Behind PgBouncer in transaction mode, consecutive transactions of one client connection
     run on different server connections, so a statement prepared in one is unknown to the

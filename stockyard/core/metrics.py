@@ -53,3 +53,28 @@ DB_POOL_IN_USE = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )
+WEBHOOK_DELIVERIES = Counter(
+    "stockyard_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered, retrying (failed, tried again later), "
+    "failed (given up, or the endpoint is gone).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPT_DURATION = Histogram(
+    "stockyard_webhook_attempt_duration_seconds",
+    "How long one webhook delivery attempt took, answered or not.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERY_LATENCY = Histogram(
+    "stockyard_webhook_delivery_latency_seconds",
+    "From the change that raised an event to its webhook being delivered, retries included.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 3600, 86400),
+    registry=REGISTRY,
+)
+WEBHOOK_QUEUE_DEPTH = Gauge(
+    "stockyard_webhook_due_deliveries",
+    "Webhook deliveries due and not yet claimed, across all tenants.",
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)

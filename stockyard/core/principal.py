@@ -22,6 +22,8 @@ class PrincipalKind(StrEnum):
     USER = "user"
     CLIENT = "client"
     STAFF = "staff"
+    # No token: the platform acting on its own (the webhook dispatcher disabling an endpoint).
+    SYSTEM = "system"
 
 
 @dataclass(frozen=True, slots=True)

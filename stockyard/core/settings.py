@@ -14,6 +14,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 APP_ROLE = "stockyard_app"
 SUPPORT_ROLE = "stockyard_support"
 MIN_SECRET_KEY_LENGTH = 32
+# First retry within seconds, then spaced out to about three days in all.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (
+    5.0,
+    60.0,
+    300.0,
+    1800.0,
+    7200.0,
+    21600.0,
+    43200.0,
+    86400.0,
+    86400.0,
+)
 
 
 class Settings(BaseSettings):
@@ -144,6 +156,55 @@ class Settings(BaseSettings):
         description="How far back the event feed reaches: `stockyard events prune` drops "
         "whole months older than this.",
     )
+    webhook_dispatch: bool = Field(
+        default=True,
+        description="Deliver webhooks from the API process; false when `stockyard worker` "
+        "runs on its own.",
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhook URLs reach loopback, private, link-local and metadata "
+        "addresses (tests and local development only).",
+    )
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE),
+        description="Comma-separated seconds between a failed webhook attempt and the next "
+        "(each +-20 % jitter); after the last, the delivery has failed.",
+    )
+    webhook_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Connect timeout of a webhook delivery."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=120, description="Total time a webhook delivery may take."
+    )
+    webhook_concurrency: int = Field(
+        default=16, ge=1, le=1000, description="Webhook deliveries in flight per process."
+    )
+    webhook_endpoint_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="Deliveries in flight to one endpoint per process (a slow endpoint holds "
+        "no more than this of the pool).",
+    )
+    webhook_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the dispatcher looks for work without being notified (retries "
+        "coming due, a missed notification).",
+    )
+    webhook_disable_after_hours: float = Field(
+        default=120.0,
+        gt=0,
+        description="An endpoint whose deliveries have failed for this long, with no success "
+        "between, is disabled (and the tenant's audit log says so).",
+    )
+    webhook_listen_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL for the dispatcher's LISTEN (a direct connection, not "
+        "through a transaction pooler). Unset: the app URL, or polling only when "
+        "DATABASE_POOLER=transaction.",
+    )
     sweep_interval_seconds: float = Field(
         default=30.0, gt=0, description="How often expired reservations and keys are swept."
     )
@@ -190,7 +251,21 @@ class Settings(BaseSettings):
             ipaddress.ip_network(entry, strict=False)
         return value
 
-    @field_validator("database_url", "app_database_url")
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if not 1 <= len(value) <= 30 or any(delay <= 0 for delay in value):
+            raise ValueError("must be 1 to 30 positive numbers of seconds")
+        return value
+
+    @field_validator("database_url", "app_database_url", "webhook_listen_url")
     @classmethod
     def _check_postgres_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("postgresql://", "postgres://")):

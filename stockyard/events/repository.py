@@ -28,10 +28,19 @@ class NewEvent:
 # One statement however many events: arrays of ids, types and payloads, unnested server-side
 # (a bulk batch can touch thousands of balances; a row per round trip would cost more than the
 # batch itself).
+# The same statement wakes the webhook dispatchers when the transaction commits (NOTIFY is
+# sent at commit, never for a rollback), but only for a tenant with an endpoint to send to:
+# every NOTIFY takes a database-wide lock at commit, which tenants without webhooks need not
+# queue for.
 _ADD = """
-    INSERT INTO event (tenant_id, id, type, data, request_id)
-    SELECT :tenant_id, e.id, e.type, e.data, :request_id
-    FROM unnest(:ids::uuid[], :types::text[], :data::jsonb[]) AS e(id, type, data)
+    WITH added AS (
+        INSERT INTO event (tenant_id, id, type, data, request_id)
+        SELECT :tenant_id, e.id, e.type, e.data, :request_id
+        FROM unnest(:ids::uuid[], :types::text[], :data::jsonb[]) AS e(id, type, data)
+        RETURNING 1
+    )
+    SELECT pg_notify('stockyard_webhooks', :tenant_text)
+    WHERE EXISTS (SELECT FROM webhook_endpoint WHERE enabled)
 """
 
 
@@ -46,6 +55,7 @@ async def add(session: AsyncSession, events: Sequence[NewEvent]) -> None:
         _ADD,
         {
             "tenant_id": events[0].tenant_id,
+            "tenant_text": str(events[0].tenant_id),
             "request_id": events[0].request_id,
             "ids": [event.id for event in events],
             "types": [event.type for event in events],

@@ -11,29 +11,10 @@ from stockyard.core.settings import SUPPORT_ROLE, Settings
 from tests.conftest import make_settings, running_app
 from tests.support.cli import run_cli
 from tests.support.crew import Crew
-from tests.support.helpers import PASSWORD, Tenant, bearer
+from tests.support.helpers import Tenant, bearer
 from tests.support.inventory import Inventory
 from tests.support.permissions import MATRIX
 from tests.support.services import TestServices
-
-
-@pytest.fixture
-async def staff_token(client: httpx.AsyncClient, settings: Settings) -> str:
-    import secrets
-
-    email = f"support-{secrets.token_hex(4)}@stockyard.example.com"
-    code, output = await run_cli(
-        settings, "staff", "create", "--email", email, "--password-stdin", stdin=PASSWORD + "\n"
-    )
-    assert code == 0, output
-    response = await client.post(
-        "/api/v1/auth/token",
-        data={"grant_type": "password", "username": email, "password": PASSWORD},
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["scope"] == "support:read"
-    assert response.json()["refresh_token"] is None
-    return str(response.json()["access_token"])
 
 
 async def test_a_409_is_traceable_by_one_request_id_everywhere(

@@ -43,6 +43,16 @@ async def _location(client: httpx.AsyncClient, tenant: Tenant) -> str:
     return f"/api/v1/locations/{(await Inventory(client, tenant).location())['id']}"
 
 
+async def _webhook(client: httpx.AsyncClient, tenant: Tenant) -> str:
+    created = await client.post(
+        "/api/v1/webhooks",
+        json={"url": "https://hooks.example.com/race", "events": ["*"]},
+        headers=tenant.headers,
+    )
+    assert created.status_code == 201, created.text
+    return f"/api/v1/webhooks/{created.json()['id']}"
+
+
 ROUTES: dict[str, tuple[Factory, list[dict[str, Any]]]] = {
     "/api/v1/users/{user_id}": (
         _user,
@@ -53,6 +63,10 @@ ROUTES: dict[str, tuple[Factory, list[dict[str, Any]]]] = {
         [{"name": f"name {n}"} for n in range(4)] + [{"reorder_point": 5}],
     ),
     "/api/v1/locations/{location_id}": (_location, [{"name": f"name {n}"} for n in range(4)]),
+    "/api/v1/webhooks/{webhook_id}": (
+        _webhook,
+        [{"description": f"d {n}"} for n in range(3)] + [{"events": ["stock.*"]}],
+    ),
 }
 
 

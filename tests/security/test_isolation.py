@@ -38,6 +38,10 @@ async def test_every_tenant_table_has_forced_rls_and_a_tenant_policy(
         "token_family",
         "refresh_token",
         "api_client",
+        "event",
+        "webhook_endpoint",
+        "webhook_delivery",
+        "webhook_attempt",
     }
     for row in rows:
         assert row["relrowsecurity"] and row["relforcerowsecurity"], row["relname"]
@@ -64,12 +68,14 @@ async def test_tenant_id_leads_every_key_and_index_of_tenant_tables(
         """
     )
     assert rows
-    # Cross-tenant look-ups by design: revocation re-seeding, the expiry sweep, and the
-    # support trace by request id (and its copies on each audit partition).
+    # Cross-tenant look-ups by design: revocation re-seeding, the expiry sweep, the support
+    # trace by request id (and its copies on each audit partition), and the webhook
+    # dispatcher's "which tenants have deliveries due".
     cross_tenant = {
         ("token_family", "revoked_at"),
         ("reservation", "expires_at"),
         ("audit_event", "request_id"),
+        ("webhook_delivery", "next_attempt_at"),
     }
     offenders = [
         (row["table_name"], row["index_name"])

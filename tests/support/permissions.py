@@ -87,6 +87,16 @@ async def _reserved(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
     return {"reservation_id": held.json()["reservation"]["id"]}
 
 
+async def _fresh_webhook(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/webhooks",
+        json={"url": "https://hooks.example.com/matrix", "events": ["stock.*"]},
+        headers=crew.tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    return {"webhook_id": response.json()["id"], "headers": {"If-Match": '"1"'}}
+
+
 async def _request_id(client: httpx.AsyncClient, crew: Crew) -> dict[str, Any]:
     return {"request_id": "req-matrix-1"}
 
@@ -230,6 +240,36 @@ MATRIX: dict[tuple[str, str], Row] = {
         _statuses(200, allowed=WRITERS, other_tenant=404), prepare=_reserved
     ),
     ("GET", "/api/v1/audit"): Row(_statuses(200, allowed=USER_ADMINS)),
+    ("GET", "/api/v1/webhooks"): Row(_statuses(200, allowed=USER_ADMINS)),
+    ("POST", "/api/v1/webhooks"): Row(
+        _statuses(201, allowed=USER_ADMINS),
+        json=lambda _: {"url": "https://hooks.example.com/matrix", "events": ["*"]},
+    ),
+    ("GET", "/api/v1/webhooks/{webhook_id}"): Row(
+        _statuses(200, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_webhook
+    ),
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): Row(
+        _statuses(200, allowed=USER_ADMINS, other_tenant=404),
+        prepare=_fresh_webhook,
+        json=lambda _: {"description": "renamed"},
+    ),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): Row(
+        _statuses(204, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_webhook
+    ),
+    ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret"): Row(
+        _statuses(200, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_webhook
+    ),
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): Row(
+        _statuses(200, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_webhook
+    ),
+    ("POST", "/api/v1/webhooks/{webhook_id}/test"): Row(
+        _statuses(202, allowed=USER_ADMINS, other_tenant=404), prepare=_fresh_webhook
+    ),
+    ("POST", "/api/v1/webhooks/{webhook_id}/replay"): Row(
+        _statuses(202, allowed=USER_ADMINS, other_tenant=404),
+        prepare=_fresh_webhook,
+        json=lambda _: {"after": "2020-01-01T00:00:00Z"},
+    ),
     # Support routes are for platform staff only: every tenant token is refused.
     ("GET", "/api/v1/support/requests/{request_id}"): Row(
         _statuses(200, allowed=set(), other_tenant=403), prepare=_request_id
