@@ -489,6 +489,10 @@ if __name__ == "__main__":
         from bench import cpu
 
         cpu.main(sys.argv[2:])
+    elif sys.argv[1:2] == ["pooler"]:
+        from bench import pooler
+
+        pooler.main(sys.argv[2:])
     elif sys.argv[1:2] == ["webhooks"]:
         from bench import webhooks
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import Depends, FastAPI, Request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.middleware.body_limit import (
     MAX_BODY_SIZE_SCOPE_KEY,
@@ -35,7 +34,7 @@ from stockyard.auth.signup_endpoints import router as signup_router
 from stockyard.core.database import app_url, create_engine, create_sessionmaker, listen_dsn
 from stockyard.core.errors import PayloadTooLarge
 from stockyard.core.logging import configure_logging
-from stockyard.core.redis import create_redis
+from stockyard.core.redis import RedisClient, create_redis
 from stockyard.core.settings import Settings, get_settings
 from stockyard.events.endpoints import router as events_router
 from stockyard.inventory.catalogue.endpoints import router as catalogue_router
@@ -60,7 +59,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    redis: Redis
+    redis: RedisClient
     keyring: KeyRing
     limiter: RateLimiter
     tenant_limits: TenantLimits

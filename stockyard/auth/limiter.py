@@ -21,8 +21,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 from stockyard.auth.tokens import LEEWAY_SECONDS
 from stockyard.core.errors import RateLimited, ServiceUnavailable
 from stockyard.core.principal import AccessClaims
+from stockyard.core.redis import REDIS_ERRORS, RedisClient
 
 log = structlog.get_logger()
 
@@ -131,7 +131,7 @@ UNLIMITED_FAIL_OPEN = Decision(True, 0, 0, 0, 0, Revocation.UNKNOWN)
 class RateLimiter:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         prefix: str,
         fail_open: bool,
@@ -173,7 +173,7 @@ class RateLimiter:
         try:
             # redis-py's Script calls EVALSHA and reloads the script on NOSCRIPT.
             reply = await self._script(keys=keys, args=[interval, burst])
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self._mark_down(exc)
             return None
         self._mark_up()
@@ -254,7 +254,7 @@ class RateLimiter:
             return
         try:
             await self._redis.set(key, revocation.value, ex=self._revocation_ttl, nx=True)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self._mark_down(exc)
 
     async def revoke(
@@ -273,7 +273,7 @@ class RateLimiter:
                     key = self._token_key(token.session_id, token.token_id)
                     pipe.set(key, Revocation.REVOKED.value, ex=max(token.ttl_seconds, 1))
                 await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self._mark_down(exc)
             self._reseed_from_now()
 
@@ -327,7 +327,7 @@ class RateLimiter:
         ]
         try:
             await self._redis.delete(*keys)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self._mark_down(exc)
 
     async def drain(self) -> None:
@@ -337,10 +337,15 @@ class RateLimiter:
             await asyncio.wait(set(self._after_commit_writes), timeout=DRAIN_SECONDS)
 
     async def ping(self) -> bool:
-        """True when Redis answers; also how the sync task notices that it is back."""
+        """True when Redis answers; also how the sync task notices that it is back. A cluster
+        node answers PING even while the cluster refuses every key (CLUSTERDOWN), so there
+        the probe is a read of a key."""
         try:
-            await self._redis.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+            if isinstance(self._redis, RedisCluster):
+                await self._redis.exists(f"{self._prefix}rl:{{health}}")
+            else:
+                await self._redis.ping()
+        except REDIS_ERRORS as exc:
             self._mark_down(exc)
             return False
         self._mark_up()

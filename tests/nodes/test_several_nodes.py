@@ -108,10 +108,18 @@ async def test_a_key_rotated_is_used_by_one_node_and_trusted_by_the_other(
     nodes: list[httpx.AsyncClient], settings: Settings
 ) -> None:
     a, b = nodes
+    before = {key["kid"] for key in (await b.get("/.well-known/jwks.json")).json()["keys"]}
     code, output = await run_cli(settings, "keys", "rotate", "--now")
     assert code == 0, output
-    jwks = (await b.get("/.well-known/jwks.json")).json()
-    newest = max(jwks["keys"], key=lambda key: key["kid"])["kid"]
+    added: set[str] = set()
+    for _ in range(50):  # published by node B within its key-cache period
+        added = {
+            key["kid"] for key in (await b.get("/.well-known/jwks.json")).json()["keys"]
+        } - before
+        if added:
+            break
+        await asyncio.sleep(0.1)
+    (newest,) = added
     tenant: Tenant | None = None
     for _ in range(50):  # each node reloads its key set within its cache period (0.2 s)
         tenant = await signup(a)

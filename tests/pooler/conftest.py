@@ -11,15 +11,9 @@ STOCKYARD_TEST_DATABASE_URL to name a PostgreSQL on TCP, which PgBouncer can rea
 
 from __future__ import annotations
 
-import pwd
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -27,11 +21,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
+from bench.pgbouncer import running_pgbouncer
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.settings import APP_ROLE, Settings
 from stockyard.migrations.runner import migrate
 from tests.conftest import make_settings, running_app
-from tests.support.serve import free_port
 from tests.support.services import TestServices
 
 SERVER_CONNECTIONS = 4
@@ -43,74 +37,20 @@ class Bouncer:
     port: int
 
 
-def _unprivileged_user() -> str:
-    # PgBouncer refuses to run as root.
-    for name in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    raise RuntimeError("no unprivileged user to run pgbouncer as")
-
-
 @pytest.fixture(scope="session")
 def pgbouncer(services: TestServices) -> Iterator[Bouncer]:
-    binary = shutil.which("pgbouncer")
-    if binary is None:
+    if shutil.which("pgbouncer") is None:
         pytest.fail("the pooler group needs pgbouncer: apt-get install pgbouncer")
     target = make_url(services.database_url)
     if not target.host:
         pytest.fail("the pooler group needs STOCKYARD_TEST_DATABASE_URL naming PostgreSQL on TCP")
-    # Not under pytest's temporary root: that is private to root, and PgBouncer runs as
-    # another user.
-    workdir = Path(tempfile.mkdtemp(prefix="stockyard-pgbouncer-"))
-    workdir.chmod(0o777)
-    port = free_port()
-    (workdir / "users.txt").write_text(f'"{APP_ROLE}" ""\n"{target.username}" ""\n')
-    (workdir / "pgbouncer.ini").write_text(
-        f"""
-[databases]
-* = host={target.host} port={target.port or 5432}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {port}
-unix_socket_dir =
-auth_type = trust
-auth_file = {workdir}/users.txt
-pool_mode = transaction
-default_pool_size = {SERVER_CONNECTIONS}
-max_db_connections = {SERVER_CONNECTIONS}
-max_client_conn = 500
-ignore_startup_parameters = extra_float_digits
-logfile = {workdir}/pgbouncer.log
-"""
-    )
-    for path in workdir.iterdir():
-        path.chmod(0o666)
-    process = subprocess.Popen(
-        [binary, "-u", _unprivileged_user(), str(workdir / "pgbouncer.ini")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log = workdir / "pgbouncer.log"
-                    said = log.read_text()[-2000:] if log.exists() else ""
-                    raise RuntimeError(f"pgbouncer did not start: {said}") from None
-                time.sleep(0.1)
+    with running_pgbouncer(
+        host=target.host,
+        port=target.port or 5432,
+        users=[APP_ROLE, str(target.username)],
+        server_connections=SERVER_CONNECTIONS,
+    ) as port:
         yield Bouncer(host="127.0.0.1", port=port)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
