@@ -31,6 +31,7 @@ from stockyard.auth.limiter import RateLimiter, RevokedToken
 from stockyard.auth.oauth_endpoints import router as auth_router
 from stockyard.auth.oauth_endpoints import well_known as well_known_router
 from stockyard.auth.signup_endpoints import router as signup_router
+from stockyard.core import metrics
 from stockyard.core.database import app_url, create_engine, create_sessionmaker, listen_dsn
 from stockyard.core.errors import PayloadTooLarge
 from stockyard.core.logging import configure_logging
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 services.sessionmaker, settings, listen_dsn=listen_dsn(settings)
             )
             tasks.append(asyncio.create_task(dispatcher.run(stopping)))
+        metrics.NODE_INFO.labels(settings.node_name, __version__).set(1)
         log.info("api_started", version=__version__)
         try:
             yield

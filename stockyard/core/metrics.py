@@ -78,3 +78,11 @@ WEBHOOK_QUEUE_DEPTH = Gauge(
     registry=REGISTRY,
     multiprocess_mode="max",
 )
+NODE_INFO = Gauge(
+    "stockyard_node_info",
+    "Always 1: which node (STOCKYARD_NODE_NAME) and version these metrics come from, to join "
+    "on when several nodes are scraped.",
+    ["node", "version"],
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)

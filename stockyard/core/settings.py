@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -146,6 +147,13 @@ class Settings(BaseSettings):
     rate_limit_fail_open: bool = Field(
         default=True,
         description="When Redis is down: true lets requests through, false answers 503.",
+    )
+    node_name: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=100,
+        description="This node's name on its metrics (`stockyard_node_info`). Default: the "
+        "host name.",
     )
     metrics_token: SecretStr | None = Field(
         default=None, description="Bearer token required by GET /metrics when set."

@@ -32,15 +32,18 @@ class NewEvent:
 # sent at commit, never for a rollback), but only for a tenant with an endpoint to send to:
 # every NOTIFY takes a database-wide lock at commit, which tenants without webhooks need not
 # queue for.
-_ADD = """
+NOTIFY_SUBSCRIBERS = """
+    SELECT pg_notify('stockyard_webhooks', :tenant_text)
+    WHERE EXISTS (SELECT FROM webhook_endpoint WHERE enabled)
+"""
+_ADD = f"""
     WITH added AS (
         INSERT INTO event (tenant_id, id, type, data, request_id)
         SELECT :tenant_id, e.id, e.type, e.data, :request_id
         FROM unnest(:ids::uuid[], :types::text[], :data::jsonb[]) AS e(id, type, data)
         RETURNING 1
     )
-    SELECT pg_notify('stockyard_webhooks', :tenant_text)
-    WHERE EXISTS (SELECT FROM webhook_endpoint WHERE enabled)
+    {NOTIFY_SUBSCRIBERS}
 """
 
 

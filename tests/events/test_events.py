@@ -224,6 +224,42 @@ async def test_expiry_by_the_sweep_and_on_the_way_is_announced(
     assert (events[0]["data"]["on_hand"], events[0]["data"]["reserved"]) == (6, 0)
 
 
+async def test_a_bulk_batch_that_lets_a_reservation_go_announces_each_balance_once(
+    inv: Inventory,
+) -> None:
+    """Bulk ingest writes its balances' events in SQL; the reservation it lets expire on the
+    way counts in the same stock.changed (one per balance) and in its crossing, and is
+    announced itself, as every other writer does it."""
+    sku = (await inv.product(reorder_point=10))["sku"]
+    loc = (await inv.location())["code"]
+    await inv.receive(sku, loc, 6)
+    held = await inv.post(
+        "/reservations", {"sku": sku, "location": loc, "quantity": 4, "expires_in_seconds": 1}
+    )
+    assert held.status_code == 201, held.text
+    await asyncio.sleep(1.2)
+    cursor = await _position(inv)
+    # available was 2 (6 on hand, 4 held): the batch adds 5 and the expiry frees 4 -> 11.
+    bulk = await inv.post(
+        "/movements/bulk",
+        {"items": [{"sku": sku, "location": loc, "kind": "receipt", "quantity": 1}] * 5},
+    )
+    assert bulk.status_code == 201, bulk.text
+    events, _ = await _all_events(inv, cursor)
+    assert sorted(_types(events)) == ["reservation.expired", "stock.changed", "stock.restocked"]
+    by_type = {event["type"]: event for event in events}
+    changed = by_type["stock.changed"]["data"]
+    assert (changed["on_hand"], changed["reserved"], changed["available"]) == (11, 0, 11)
+    assert changed["movement_count"] == 5 and len(changed["movement_ids"]) == 5
+    assert by_type["stock.restocked"]["data"]["previous_available"] == 2
+    assert by_type["reservation.expired"]["data"]["id"] == held.json()["reservation"]["id"]
+    assert by_type["reservation.expired"]["data"]["sku"] == sku
+    # The batch's pair is in order: stock.changed, then its crossing.
+    order = _types(events)
+    assert order.index("stock.changed") < order.index("stock.restocked")
+    assert {event["request_id"] for event in events} == {bulk.headers["x-request-id"]}
+
+
 async def test_the_feed_shows_one_tenant_pages_filters_and_refuses_forged_cursors(
     client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
 ) -> None:

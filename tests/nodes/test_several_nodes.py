@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from stockyard.core.settings import Settings
 from tests.support.cli import run_cli
@@ -61,7 +62,12 @@ async def nodes(
     )
     workdir: Path = tmp_path_factory.mktemp("nodes")
     ports = [free_port() for _ in range(NODES)]
-    servers = [await start_serve(env, port=port, workers=1, cwd=workdir) for port in ports]
+    servers = [
+        await start_serve(
+            {**env, "STOCKYARD_NODE_NAME": f"node-{index}"}, port=port, workers=1, cwd=workdir
+        )
+        for index, port in enumerate(ports)
+    ]
     clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) for port in ports]
     try:
         yield clients
@@ -152,3 +158,15 @@ async def test_webhook_deliveries_are_not_duplicated_across_nodes(
         assert len(counts) == 40 and set(counts.values()) == {1}
     finally:
         await receiver.stop()
+
+
+async def test_each_nodes_metrics_say_which_node_they_come_from(
+    nodes: list[httpx.AsyncClient],
+) -> None:
+    for index, client in enumerate(nodes):
+        families = {
+            family.name: family
+            for family in text_string_to_metric_families((await client.get("/metrics")).text)
+        }
+        (sample,) = families["stockyard_node_info"].samples
+        assert sample.labels["node"] == f"node-{index}" and sample.value == 1

@@ -13,7 +13,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.core.database import driver_connection
+from stockyard.core.database import driver_connection, fetch
+from stockyard.core.ids import new_ids
+from stockyard.events import repository as events_repository
 from stockyard.inventory.ledger import repository as ledger_repository
 
 StagedMovement = tuple[int, uuid.UUID, str, str, str, int, str | None, str | None, datetime | None]
@@ -85,6 +87,71 @@ _EXPIRE_FOR_BATCH = ledger_repository.expiry_statement(
 )
 
 
+def _level(available: str) -> str:
+    """ledger/service.py's `_level`, in SQL: out, low, or restocked."""
+    return (
+        f"CASE WHEN {available} <= 0 THEN 'stock.out' "
+        f"WHEN reorder_point IS NOT NULL AND {available} < reorder_point THEN 'stock.low' "
+        "ELSE 'stock.restocked' END"
+    )
+
+
+# The batch's stock events, built where its data is instead of in Python (a batch can touch
+# thousands of balances): per balance one stock.changed with its final state and its
+# movements, and the threshold event when `available` crossed a level, exactly as
+# ledger/service.py publish_stock_changes writes them for every other writer.
+_BATCH_STOCK_EVENTS = f"""
+    WITH n AS (
+        SELECT product_id, location_id, sum(delta)::bigint AS delta, count(*) AS movement_count,
+               (array_agg(id ORDER BY idx))[1:(:max_ids)::int] AS movement_ids
+        FROM movement_resolved GROUP BY product_id, location_id
+    ), released AS (
+        SELECT product_id, location_id, sum(quantity)::bigint AS quantity
+        FROM unnest(:released_products::uuid[], :released_locations::uuid[],
+                    :released_quantities::bigint[]) AS r(product_id, location_id, quantity)
+        GROUP BY product_id, location_id
+    ), state AS (
+        SELECT b.product_id, b.location_id, p.sku, l.code AS location, b.on_hand, b.reserved,
+               b.on_hand - b.reserved AS available, p.reorder_point, b.version,
+               n.movement_ids, n.movement_count,
+               b.on_hand - b.reserved - n.delta - coalesce(r.quantity, 0) AS previous_available
+        FROM n
+        JOIN balance b ON b.product_id = n.product_id AND b.location_id = n.location_id
+        JOIN product p ON p.id = b.product_id
+        JOIN location l ON l.id = b.location_id
+        LEFT JOIN released r ON r.product_id = n.product_id AND r.location_id = n.location_id
+    ), leveled AS (
+        SELECT product_id, location_id, movement_ids, movement_count, previous_available,
+               {_level("available")} AS level_after,
+               {_level("previous_available")} AS level_before,
+               jsonb_build_object(
+                   'sku', sku, 'location', location, 'product_id', product_id,
+                   'location_id', location_id, 'on_hand', on_hand, 'reserved', reserved,
+                   'available', available, 'reorder_point', reorder_point, 'sequence', version
+               ) AS state
+        FROM state
+    ), events AS (
+        SELECT product_id, location_id, 0 AS ord, 'stock.changed' AS type,
+               state || jsonb_build_object(
+                   'movement_ids', to_jsonb(movement_ids), 'movement_count', movement_count
+               ) AS data
+        FROM leveled
+        UNION ALL
+        SELECT product_id, location_id, 1, level_after,
+               state || jsonb_build_object('previous_available', previous_available)
+        FROM leveled WHERE level_after <> level_before
+    ), numbered AS (
+        SELECT type, data, row_number() OVER (ORDER BY product_id, location_id, ord) AS n
+        FROM events
+    ), added AS (
+        INSERT INTO event (tenant_id, id, type, data, request_id)
+        SELECT :tenant_id, (:ids::uuid[])[n], type, data, :request_id FROM numbered
+        RETURNING 1
+    )
+    {events_repository.NOTIFY_SUBSCRIBERS}
+"""
+
+
 async def apply(
     session: AsyncSession,
     *,
@@ -114,7 +181,8 @@ async def apply(
     # Reservations only after their balances (the ledger's lock order), all of which the
     # statement above holds.
     expired = await db.fetch(_EXPIRE_FOR_BATCH.text)
-    ledger_repository.note_expired(session, expired)
+    # Their balances are the batch's: their release counts in the batch's stock events below.
+    ledger_repository.note_expired(session, expired, touch=False)
     short = await db.fetch(
         """
         WITH net AS (
@@ -135,24 +203,35 @@ async def apply(
     # Every touched balance exists and is held (above): one UPDATE applies the net changes.
     # (An upsert would check its proposed row, with a negative on_hand, against the CHECK
     # before noticing the conflict.)
-    applied = await db.fetch(
+    balances = await db.fetchval(
         """
-        UPDATE balance b
-        SET on_hand = b.on_hand + n.delta, version = b.version + 1, updated_at = now()
-        FROM (SELECT product_id, location_id, sum(delta)::bigint AS delta,
-                     array_agg(id ORDER BY idx) AS movement_ids
-              FROM movement_resolved GROUP BY product_id, location_id) n
-        WHERE b.product_id = n.product_id AND b.location_id = n.location_id
-        RETURNING b.product_id, b.location_id, n.delta, n.movement_ids
+        WITH applied AS (
+            UPDATE balance b
+            SET on_hand = b.on_hand + n.delta, version = b.version + 1, updated_at = now()
+            FROM (SELECT product_id, location_id, sum(delta)::bigint AS delta
+                  FROM movement_resolved GROUP BY product_id, location_id) n
+            WHERE b.product_id = n.product_id AND b.location_id = n.location_id
+            RETURNING 1
+        )
+        SELECT count(*) FROM applied
         """
     )
-    for row in applied:
-        ledger_repository.note_touch(
-            session,
-            (row["product_id"], row["location_id"]),
-            available_change=row["delta"],
-            movement_ids=row["movement_ids"],
-        )
+    await fetch(
+        session,
+        _BATCH_STOCK_EVENTS,
+        {
+            "tenant_id": tenant_id,
+            "tenant_text": str(tenant_id),
+            "request_id": request_id,
+            # At most two events per balance (stock.changed and one threshold crossing),
+            # minted here in order so the feed keeps each balance's pair in that order.
+            "ids": new_ids(2 * balances),
+            "released_products": [row["product_id"] for row in expired],
+            "released_locations": [row["location_id"] for row in expired],
+            "released_quantities": [row["quantity"] for row in expired],
+            "max_ids": ledger_repository.MAX_EVENT_MOVEMENT_IDS,
+        },
+    )
     await db.execute(
         """
         INSERT INTO movement (tenant_id, id, product_id, location_id, delta, kind, reason,

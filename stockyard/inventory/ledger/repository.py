@@ -57,6 +57,9 @@ BalanceKey = tuple[uuid.UUID, uuid.UUID]
 # publish_stock_changes); a commit with unpublished changes is refused (the listener at the
 # end of this module), so no writer can change stock without its event.
 _TOUCHED = "stockyard.touched_balances"
+# stock.changed names at most this many of a transaction's movements on one balance (a bulk
+# batch may hold 10,000); `movement_count` always counts them all.
+MAX_EVENT_MOVEMENT_IDS = 1000
 _EXPIRED = "stockyard.expired_reservations"
 
 
@@ -73,18 +76,23 @@ def note_touch(
     touch.movement_ids.extend(movement_ids)
 
 
-def note_expired(session: AsyncSession, rows: Sequence[asyncpg.Record]) -> None:
+def note_expired(
+    session: AsyncSession, rows: Sequence[asyncpg.Record], *, touch: bool = True
+) -> None:
+    """Reservations let go in this transaction; with `touch`, their balances are noted as
+    changed too (bulk ingest writes the stock events of its balances itself)."""
     expired: list[ExpiredReservation] = session.info.setdefault(_EXPIRED, [])
     for row in rows:
         reservation = ExpiredReservation(
             row["id"], row["product_id"], row["location_id"], row["quantity"], row["reference"]
         )
         expired.append(reservation)
-        note_touch(
-            session,
-            (reservation.product_id, reservation.location_id),
-            available_change=reservation.quantity,
-        )
+        if touch:
+            note_touch(
+                session,
+                (reservation.product_id, reservation.location_id),
+                available_change=reservation.quantity,
+            )
 
 
 def take_changes(

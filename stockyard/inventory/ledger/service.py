@@ -70,11 +70,6 @@ def movement_read(movement: Movement, sku: str, location: str) -> MovementRead:
     )
 
 
-# stock.changed names at most this many of a transaction's movements on one balance (a bulk
-# batch may hold 10,000); `movement_count` always counts them all.
-MAX_EVENT_MOVEMENT_IDS = 1000
-
-
 def _level(available: int, reorder_point: int | None) -> EventType:
     if available <= 0:
         return EventType.STOCK_OUT
@@ -98,15 +93,20 @@ async def publish_stock_changes(session: AsyncSession, tenant_id: uuid.UUID) -> 
     the reorder point or zero, and reservation.expired for each reservation let go on the way.
     Every writer calls this before its transaction commits (a commit without it is refused)."""
     touched, expired = ledger_repository.take_changes(session)
-    if not touched:
+    if not touched and not expired:
         return
-    rows = await ledger_repository.current_balances(session, list(touched))
+    # The balances of expired reservations are read for their names even when their change
+    # was announced already (bulk ingest writes its balances' events itself).
+    keys = list(touched) + list({(r.product_id, r.location_id) for r in expired} - touched.keys())
+    rows = await ledger_repository.current_balances(session, keys)
     events: list[tuple[EventType, dict[str, Any]]] = []
     names: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] = {}
     for row in rows:
         key = (row["product_id"], row["location_id"])
-        touch = touched[key]
         names[key] = (row["sku"], row["location"])
+        touch = touched.get(key)
+        if touch is None:
+            continue
         available = row["on_hand"] - row["reserved"]
         state = {
             "sku": row["sku"],
@@ -124,7 +124,10 @@ async def publish_stock_changes(session: AsyncSession, tenant_id: uuid.UUID) -> 
                 EventType.STOCK_CHANGED,
                 {
                     **state,
-                    "movement_ids": [str(i) for i in touch.movement_ids[:MAX_EVENT_MOVEMENT_IDS]],
+                    "movement_ids": [
+                        str(i)
+                        for i in touch.movement_ids[: ledger_repository.MAX_EVENT_MOVEMENT_IDS]
+                    ],
                     "movement_count": len(touch.movement_ids),
                 },
             )
