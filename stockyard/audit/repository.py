@@ -74,11 +74,13 @@ async def trace(session: AsyncSession, request_id: str, *, limit: int) -> list[A
 
 # A request's events were written by its transaction, which began before its audit events
 # were recorded and ended within the statement timeout: looked up in that window of each
-# tenant the request touched, through the event log's (tenant, time) key.
+# tenant the request touched, through the event log's (tenant, time) key. The margin after
+# covers an API clock behind the database's (audit times are the API's, event times the
+# database's).
 _TRACE_EVENTS = """
     WITH touched AS (
         SELECT tenant_id, min(occurred_at) - interval '5 minutes' AS since,
-               max(occurred_at) AS until
+               max(occurred_at) + interval '1 minute' AS until
         FROM audit_event WHERE request_id = :request_id GROUP BY tenant_id
     )
     SELECT e.tenant_id, e.id, e.type, e.occurred_at

@@ -11,7 +11,8 @@ twice at once.
 - Claiming moves a delivery's next attempt one lease ahead. A process that dies mid-send
   leaves it to come due again when the lease ends: delivery is at least once.
 - A slow endpoint holds at most `webhook_endpoint_concurrency` of this process's
-  `webhook_concurrency` sends; other endpoints, and other tenants, keep the rest.
+  `webhook_concurrency` sends, and one tenant at most half of them (or one endpoint's share,
+  if larger), whatever its number of endpoints: other tenants keep the rest.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Dispatcher:
         self._poll_seconds = settings.webhook_poll_seconds
         self._sending: set[asyncio.Task[None]] = set()
         self._in_flight: Counter[uuid.UUID] = Counter()
+        self._tenant_in_flight: Counter[uuid.UUID] = Counter()
+        self._tenant_share = max(self._per_endpoint, self._slots // 2)
         self._notified: set[uuid.UUID] = set()
         self._wake = asyncio.Event()
         self._next_full_scan = 0.0
@@ -155,9 +158,16 @@ class Dispatcher:
             tenants = await webhooks_repository.tenants_with_due_deliveries(session)
         random.shuffle(tenants)  # no tenant always first in line
         for tenant_id in tenants:
-            free = self._slots - len(self._sending)
-            if free <= 0:
+            # No tenant takes more than its share of the pool, however many endpoints it has
+            # or however slowly they answer: the rest stays for the others.
+            free = min(
+                self._slots - len(self._sending),
+                self._tenant_share - self._tenant_in_flight[tenant_id],
+            )
+            if len(self._sending) >= self._slots:
                 return
+            if free <= 0:
+                continue
             async with tenancy.tenant_transaction(self._sessionmaker, tenant_id) as session:
                 claimed = await webhooks_repository.claim(
                     session,
@@ -172,6 +182,7 @@ class Dispatcher:
     def _start(self, tenant_id: uuid.UUID, delivery: asyncpg.Record) -> None:
         endpoint_id = delivery["endpoint_id"]
         self._in_flight[endpoint_id] += 1
+        self._tenant_in_flight[tenant_id] += 1
         task = asyncio.create_task(self._deliver(tenant_id, delivery))
         self._sending.add(task)
 
@@ -180,6 +191,9 @@ class Dispatcher:
             self._in_flight[endpoint_id] -= 1
             if self._in_flight[endpoint_id] <= 0:
                 del self._in_flight[endpoint_id]
+            self._tenant_in_flight[tenant_id] -= 1
+            if self._tenant_in_flight[tenant_id] <= 0:
+                del self._tenant_in_flight[tenant_id]
             self._wake.set()  # a slot is free: claim more
 
         task.add_done_callback(finished)

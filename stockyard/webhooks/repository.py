@@ -44,13 +44,24 @@ async def list_endpoints(
     return list(await session.scalars(statement))
 
 
-async def count_endpoints(session: AsyncSession) -> int:
+async def count_endpoints_locked(session: AsyncSession, tenant_id: uuid.UUID) -> int:
+    """The tenant's endpoints, counted under a transaction-scoped lock of the tenant's
+    endpoint list, so concurrent creations cannot all pass the cap."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('webhook_endpoint:' || :tenant_id))"),
+        {"tenant_id": str(tenant_id)},
+    )
     return int(await session.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0)
 
 
-async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
-    await session.delete(endpoint)
-    await session.flush()
+async def delete_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> bool:
+    """False when there was none (a concurrent delete came first)."""
+    rows = await fetch(
+        session,
+        "DELETE FROM webhook_endpoint WHERE id = :endpoint_id RETURNING id",
+        {"endpoint_id": endpoint_id},
+    )
+    return bool(rows)
 
 
 async def notify(session: AsyncSession, tenant_id: uuid.UUID) -> None:

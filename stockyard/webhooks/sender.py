@@ -16,6 +16,8 @@ from stockyard.webhooks.targets import PublicOnlyBackend, TargetRefused
 
 # What is read of a receiver's answer: enough to tell it answered, never its whole body.
 RESPONSE_READ_LIMIT = 4096
+# As long as the delivery log's error column.
+ERROR_LENGTH = 200
 USER_AGENT = f"Stockyard-Webhooks/{__version__}".encode()
 
 
@@ -101,6 +103,10 @@ class Sender:
         except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol):
             # A receiver that answered its status line and then broke off still answered.
             error = "connection broken" if status_code is None else None
+        except Exception as exc:  # any other failure is this attempt's, and is retried
+            status_code, error = None, f"failed: {type(exc).__name__}"
+        if error is not None:
+            error = error[:ERROR_LENGTH]
         duration_ms = int((time.monotonic() - started) * 1000)
         return Outcome(status_code=status_code, error=error, duration_ms=duration_ms)
 

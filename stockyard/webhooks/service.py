@@ -94,7 +94,8 @@ async def create_endpoint(
     """A new endpoint, sent the events from now on. Its URL must reach a public address, and
     a tenant keeps at most MAX_ENDPOINTS_PER_TENANT (409 beyond)."""
     url = await _checked_url(body.url, allow_private=allow_private)
-    if await webhooks_repository.count_endpoints(session) >= MAX_ENDPOINTS_PER_TENANT:
+    count = await webhooks_repository.count_endpoints_locked(session, principal.tenant_id)
+    if count >= MAX_ENDPOINTS_PER_TENANT:
         raise TooManyWebhooks()
     secret = new_secret()
     endpoint = WebhookEndpoint(
@@ -175,8 +176,8 @@ async def delete_endpoint(
     session: AsyncSession, principal: AccessClaims, *, endpoint_id: uuid.UUID
 ) -> None:
     """Gone with its pending deliveries and its delivery log."""
-    endpoint = await _endpoint(session, endpoint_id)
-    await webhooks_repository.delete_endpoint(session, endpoint)
+    if not await webhooks_repository.delete_endpoint(session, endpoint_id):
+        raise WebhookNotFound()
     await audit_trail.record(
         session,
         principal,
@@ -369,6 +370,10 @@ async def settle(
         state=state.value,
         next_attempt_at=now + timedelta(seconds=retry_after or 0),
     )
+    if not settled:
+        # A later claim owns the delivery (this one outlived its lease): its outcome, not
+        # this one, speaks for the endpoint.
+        return DeliveryState.PENDING
     endpoint_id = delivery["endpoint_id"]
     if outcome.delivered:
         if delivery["endpoint_failing"]:
@@ -380,7 +385,7 @@ async def settle(
     failing_for = await webhooks_repository.mark_endpoint_failing(session, endpoint_id)
     if failing_for >= schedule.disable_after:
         await _disable(session, tenant_id, endpoint_id, reason="failing", status=None)
-    return state if settled else DeliveryState.PENDING
+    return state
 
 
 async def _disable(

@@ -30,13 +30,33 @@ class TargetRefused(Exception):
     """The URL or an address it resolves to is not one webhooks may reach."""
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (RFC 6052 NAT64, RFC 6145
+# SIIT, the deprecated IPv4-compatible form): where a translator runs, they reach that IPv4
+# address, so it is that address which must be public.
+_EMBEDDING_IPV4 = tuple(
+    ipaddress.IPv6Network(prefix) for prefix in ("64:ff9b::/96", "::ffff:0:0:0/96", "::/96")
+)
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local translators
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
 def is_public(address: Address) -> bool:
     """Globally routable unicast only: no loopback, private, link-local (the metadata service
-    at 169.254.169.254 among them), shared, reserved or multicast address, including
-    IPv4 addresses written as IPv6."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+    at 169.254.169.254 among them), shared, reserved or multicast address, and no IPv6 form
+    that leads to one (IPv4-mapped, NAT64, SIIT, IPv4-compatible, 6to4, Teredo)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            return is_public(address.sixtofour)
+        if address.teredo is not None or address in _NAT64_LOCAL:
+            return False
+        for prefix in _EMBEDDING_IPV4:
+            if address in prefix:
+                return is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address not in _GLOBAL_UNICAST or address.is_site_local:
+            return False
+    return address.is_global and not address.is_multicast and not address.is_reserved
 
 
 def host_of(url: str) -> str:
@@ -46,6 +66,11 @@ def host_of(url: str) -> str:
         raise TargetRefused(f"The URL is longer than {MAX_URL_LENGTH} characters.")
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
         raise TargetRefused("The URL must not contain spaces or control characters.")
+    if not url.isascii():
+        raise TargetRefused(
+            "The URL must be ASCII: write the host in its IDNA form (xn--…) and "
+            "percent-encode the path."
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -138,11 +163,11 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         try:
             addresses = [literal] if literal is not None else await resolve(host, port)
         except (OSError, TimeoutError) as exc:
-            raise httpcore.ConnectError(f"{host} does not resolve") from exc
-        if not self._allow_private:
-            if host.lower().rstrip(".") in _LOCAL_NAMES:
-                raise TargetRefused(f"{host} is this machine.")
-            _refuse_unless_public(host, addresses)
+            raise httpcore.ConnectError("the host does not resolve") from exc
+        local = host.lower().rstrip(".") in _LOCAL_NAMES
+        if not self._allow_private and (local or not all(map(is_public, addresses))):
+            # Short, and without the host: it is stored with the attempt (200 characters).
+            raise TargetRefused("not a public address")
         last_error: Exception | None = None
         for address in addresses:
             try:

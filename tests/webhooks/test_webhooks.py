@@ -352,6 +352,9 @@ async def test_webhook_routes_refuse_bad_input_clearly(
         # A host label over 63 characters cannot be resolved at all (found by Schemathesis).
         {"url": "HTTPS://" + "0" * 2000, "events": ["*"]},
         {"url": "https://" + "a" * 70 + ".example.com/x", "events": ["*"]},
+        # Not ASCII: the IDNA host and a percent-encoded path are what can be sent.
+        {"url": "https://bücher.example/hook", "events": ["*"]},
+        {"url": "https://hooks.example.com/ü", "events": ["*"]},
     ]:
         response = await api.post("/api/v1/webhooks", json=body, headers=owner.headers)
         assert response.status_code == 422, (body, response.text)
@@ -372,6 +375,11 @@ async def test_webhook_routes_refuse_bad_input_clearly(
         "/api/v1/webhooks/00000000-0000-7000-8000-000000000000", headers=owner.headers
     )
     assert missing.status_code == 404
+    # Two deletes at once: one deletes, the other finds nothing (never a 500).
+    deletes = await asyncio.gather(
+        *(api.delete(f"/api/v1/webhooks/{stale['id']}", headers=owner.headers) for _ in range(2))
+    )
+    assert sorted(response.status_code for response in deletes) == [204, 404]
 
 
 async def test_private_and_metadata_addresses_are_refused_without_the_setting(
@@ -387,6 +395,12 @@ async def test_private_and_metadata_addresses_are_refused_without_the_setting(
         "http://192.168.0.10/hook",
         "http://169.254.169.254/latest/meta-data/",
         "http://0.0.0.0/hook",
+        # IPv6 forms that lead to private IPv4 addresses (NAT64, 6to4, IPv4-compatible), and
+        # deprecated site-local addresses.
+        "http://[64:ff9b::a00:5]/hook",
+        "http://[2002:a00:1::1]/hook",
+        "http://[::127.0.0.1]/hook",
+        "http://[fec0::1]/hook",
     ]:
         response = await client.post(
             "/api/v1/webhooks", json={"url": url, "events": ["*"]}, headers=tenant.headers
@@ -405,6 +419,16 @@ async def test_private_and_metadata_addresses_are_refused_without_the_setting(
     assert outcome.status_code is None and outcome.error is not None
     assert outcome.error.startswith("refused")
     assert receiver.received == []
+    # Whatever else goes wrong in an attempt is its outcome, never an exception out of the
+    # sender (which would leave the delivery unsettled): here a URL httpcore cannot encode.
+    sender = Sender(allow_private=True, connect_timeout=2, timeout=5, max_connections=2)
+    try:
+        odd = await sender.send(
+            receiver.url + "/ü", message_id="msg_2", body=b"{}", secrets=["whsec_" + "A" * 43]
+        )
+    finally:
+        await sender.close()
+    assert odd.status_code is None and odd.error is not None and len(odd.error) <= 200
 
 
 async def test_webhook_tables_are_walled_by_tenant(
