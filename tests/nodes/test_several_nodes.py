@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from tests.support.cli import run_cli
 from tests.support.helpers import Tenant, bearer, signup
 from tests.support.inventory import Inventory
 from tests.support.receiver import Receiver
-from tests.support.serve import free_port, start_serve
+from tests.support.serve import free_port, serve_env, start_serve
 from tests.support.services import TestServices
 
 pytestmark = pytest.mark.nodes
@@ -45,21 +44,7 @@ class RoundRobin:
 async def nodes(
     services: TestServices, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[list[httpx.AsyncClient]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKYARD_")}
-    env.update(
-        STOCKYARD_DATABASE_URL=services.database_url,
-        STOCKYARD_REDIS_URL=services.redis_url,
-        STOCKYARD_REDIS_KEY_PREFIX=services.redis_prefix,
-        STOCKYARD_SECRET_KEY="test-secret-key-" + "x" * 32,
-        STOCKYARD_IP_RATE_LIMIT_PER_MINUTE="1000000",
-        STOCKYARD_LOGIN_RATE_LIMIT_PER_MINUTE="1000000",
-        STOCKYARD_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE="1000000",
-        STOCKYARD_SIGNING_KEY_CACHE_SECONDS="0.2",
-        STOCKYARD_JWKS_MAX_AGE_SECONDS="1",
-        STOCKYARD_LOG_LEVEL="WARNING",
-        STOCKYARD_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
-        STOCKYARD_WEBHOOK_POLL_SECONDS="0.2",
-    )
+    env = serve_env(services, signing_key_cache_seconds="0.2", jwks_max_age_seconds="1")
     workdir: Path = tmp_path_factory.mktemp("nodes")
     ports = [free_port() for _ in range(NODES)]
     servers = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 import time
@@ -10,6 +11,29 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+
+from tests.support.services import TestServices
+
+
+def serve_env(services: TestServices, **settings: str) -> dict[str, str]:
+    """The environment for `stockyard serve` on the suite's services (nothing of this
+    process's own STOCKYARD_* configuration), with the suite's secret, IP and sign-in limits
+    out of the way, the webhook settings tests need, and `settings` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKYARD_")}
+    env.update(
+        STOCKYARD_DATABASE_URL=services.database_url,
+        STOCKYARD_REDIS_URL=services.redis_url,
+        STOCKYARD_REDIS_KEY_PREFIX=services.redis_prefix,
+        STOCKYARD_SECRET_KEY="test-secret-key-" + "x" * 32,
+        STOCKYARD_IP_RATE_LIMIT_PER_MINUTE="1000000",
+        STOCKYARD_LOGIN_RATE_LIMIT_PER_MINUTE="1000000",
+        STOCKYARD_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE="1000000",
+        STOCKYARD_LOG_LEVEL="WARNING",
+        STOCKYARD_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+        STOCKYARD_WEBHOOK_POLL_SECONDS="0.2",
+    )
+    env.update({f"STOCKYARD_{name.upper()}": value for name, value in settings.items()})
+    return env
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ Apart from test_webhooks.py, whose module-wide dispatcher would otherwise share 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from tests.conftest import make_settings, running_app
 from tests.support.helpers import signup
 from tests.support.inventory import Inventory
 from tests.support.receiver import Receiver
-from tests.support.serve import free_port, start_serve
+from tests.support.serve import free_port, serve_env, start_serve
 from tests.support.services import TestServices
 from tests.webhooks.test_webhooks import DISPATCH, settled, subscribe
 
@@ -24,19 +23,11 @@ from tests.webhooks.test_webhooks import DISPATCH, settled, subscribe
 async def test_a_delivery_in_flight_when_the_api_is_killed_is_sent_after_restart(
     services: TestServices, settings: Settings, tmp_path: Path, receiver: Receiver
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKYARD_")}
-    env.update(
-        STOCKYARD_DATABASE_URL=services.database_url,
-        STOCKYARD_REDIS_URL=services.redis_url,
-        STOCKYARD_REDIS_KEY_PREFIX=services.redis_prefix,
-        STOCKYARD_SECRET_KEY="test-secret-key-" + "x" * 32,
-        STOCKYARD_IP_RATE_LIMIT_PER_MINUTE="1000000",
-        STOCKYARD_RATE_LIMIT_PER_MINUTE="1000000",
-        STOCKYARD_RATE_LIMIT_BURST="1000000",
-        STOCKYARD_LOG_LEVEL="WARNING",
-        STOCKYARD_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
-        STOCKYARD_WEBHOOK_POLL_SECONDS="0.2",
-        STOCKYARD_WEBHOOK_TIMEOUT_SECONDS="1",
+    env = serve_env(
+        services,
+        rate_limit_per_minute="1000000",
+        rate_limit_burst="1000000",
+        webhook_timeout_seconds="1",
     )
     port = free_port()
     server = await start_serve(env, port=port, workers=1, cwd=tmp_path)
