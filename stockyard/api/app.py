@@ -31,6 +31,8 @@ from stockyard.auth.limiter import RateLimiter, RevokedToken
 from stockyard.auth.oauth_endpoints import router as auth_router
 from stockyard.auth.oauth_endpoints import well_known as well_known_router
 from stockyard.auth.signup_endpoints import router as signup_router
+from stockyard.console.endpoints import router as console_router
+from stockyard.console.sessions import ConsoleSessions
 from stockyard.core import metrics
 from stockyard.core.database import app_url, create_engine, create_sessionmaker, listen_dsn
 from stockyard.core.errors import PayloadTooLarge
@@ -64,6 +66,7 @@ class Services:
     keyring: KeyRing
     limiter: RateLimiter
     tenant_limits: TenantLimits
+    console_sessions: ConsoleSessions
 
     def install(self, app: FastAPI) -> None:
         app.state.services = self
@@ -98,6 +101,7 @@ def build_services(settings: Settings) -> Services:
             default_per_minute=settings.rate_limit_per_minute,
             default_burst=settings.rate_limit_burst,
         ),
+        console_sessions=ConsoleSessions(redis, settings),
     )
 
 
@@ -231,4 +235,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(audit_router)
     app.include_router(metrics_router)
+    app.include_router(console_router)
     return app

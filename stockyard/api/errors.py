@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -9,13 +10,14 @@ import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stockyard.auth.exceptions import OAuthError
 from stockyard.auth.oauth_endpoints import NO_STORE, OAUTH_ENDPOINTS
+from stockyard.console.errors import error_page, is_console_request
 from stockyard.core import audit_trail
 from stockyard.core.dependencies import request_id_of
 from stockyard.core.errors import (
@@ -97,11 +99,15 @@ def _is_oauth_endpoint(request: Request) -> bool:
     return getattr(request.scope.get("route"), "path", None) in OAUTH_ENDPOINTS
 
 
-async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     if exc.status_code >= 500:
         log.warning("service_unavailable", code=exc.code)
     await _audit_failure(request, exc)
+    if is_console_request(request):
+        return await error_page(
+            request, status=exc.status_code, message=exc.message, headers=exc.headers
+        )
     if isinstance(exc, OAuthError):
         return oauth_error_response(
             status=exc.status_code,
@@ -120,8 +126,12 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    if is_console_request(request):
+        return await error_page(
+            request, status=422, message="The address holds a value that is not valid here."
+        )
     # Only where and what: the offending input is never echoed (it may be a password).
     details = [
         {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
@@ -160,10 +170,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if is_console_request(request):
+        return await error_page(
+            request,
+            status=exc.status_code,
+            message="There is no such page." if exc.status_code == 404 else message,
+            headers=exc.headers,
+        )
     if exc.status_code == 400:
         message = "The request body could not be read: send JSON encoded as UTF-8."
     headers = dict(exc.headers or {})
@@ -236,7 +253,20 @@ def _is_connection_failure(exc: BaseException) -> bool:
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
 
 
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+async def _database_error(request: Request, exc: Exception) -> Response:
+    response = await _database_error_envelope(request, exc)
+    if is_console_request(request):
+        body = json.loads(bytes(response.body))
+        return await error_page(
+            request,
+            status=response.status_code,
+            message=body["error"]["message"],
+            headers=dict(response.headers),
+        )
+    return response
+
+
+async def _database_error_envelope(request: Request, exc: Exception) -> JSONResponse:
     state = _sqlstate(exc)
     if state is not None and state.startswith("22"):
         # SQLSTATE class 22, data exception: the input can't be stored as given (a NUL

@@ -18,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stockyard.api.errors import envelope_response
+from stockyard.console.errors import bare_page, internal_error_page, is_console_path
 from stockyard.core import metrics
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -77,11 +78,16 @@ class RequestContextMiddleware:
                 return
             if message["type"] == "http.response.start" and _is_plain_413(message):
                 body_limit_hit = True
-                response = envelope_response(
-                    status=413,
-                    code="payload_too_large",
-                    message="The request body is larger than this route accepts.",
-                    request_id=request_id,
+                too_large = "The request body is larger than this route accepts."
+                response = (
+                    bare_page(413, "Too large", too_large, request_id)
+                    if is_console_path(scope["path"])
+                    else envelope_response(
+                        status=413,
+                        code="payload_too_large",
+                        message=too_large,
+                        request_id=request_id,
+                    )
                 )
                 body_limit_hit = False
                 await response(scope, receive, send_with_request_id)
@@ -106,6 +112,9 @@ class RequestContextMiddleware:
             log.exception("unhandled_exception")
             if response_started:
                 raise
+            if is_console_path(scope["path"]):
+                await internal_error_page(request_id)(scope, receive, send_with_request_id)
+                return
             response = envelope_response(
                 status=500,
                 code="internal_error",

@@ -9,24 +9,13 @@ from fastapi import APIRouter, Path, Query
 
 from stockyard.audit import repository as audit_repository
 from stockyard.audit import service as audit_service
-from stockyard.audit.schemas import (
-    AuditEventRead,
-    AuditPage,
-    RequestTrace,
-    TracedChange,
-    TracedDelivery,
-    TraceEvent,
-)
+from stockyard.audit.schemas import AuditEventRead, AuditPage, RequestTrace
 from stockyard.auth.pipeline import READS_AUDIT, SupportPrincipal, SupportSession, TenantSession
 from stockyard.core.pagination import Paging, instant_cursor
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant
 
 router = APIRouter(prefix="/api/v1")
-# A request produces a handful of events; a client-chosen id shared by many requests (or
-# tenants) must not turn one lookup into an unbounded read.
-TRACE_LIMIT = 200
-
 RequestIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 
 
@@ -73,22 +62,4 @@ async def trace_request(
     session: SupportSession,
     staff: SupportPrincipal,
 ) -> RequestTrace:
-    trace = await audit_service.trace_for_staff(
-        session, staff, request_id=request_id, limit=TRACE_LIMIT + 1
-    )
-    return RequestTrace(
-        request_id=request_id,
-        events=[
-            TraceEvent.model_validate(row, from_attributes=True)
-            for row in trace.events[:TRACE_LIMIT]
-        ],
-        changes=[
-            TracedChange.model_validate(row, from_attributes=True)
-            for row in trace.changes[:TRACE_LIMIT]
-        ],
-        deliveries=[
-            TracedDelivery.model_validate(row, from_attributes=True)
-            for row in trace.deliveries[:TRACE_LIMIT]
-        ],
-        truncated=max(len(trace.events), len(trace.changes), len(trace.deliveries)) > TRACE_LIMIT,
-    )
+    return await audit_service.request_trace(session, staff, request_id=request_id)

@@ -8,9 +8,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.audit import repository as audit_repository
+from stockyard.audit.schemas import RequestTrace, TracedChange, TracedDelivery, TraceEvent
 from stockyard.core import audit_trail
 from stockyard.core.audit_trail import PLATFORM_TENANT_ID
 from stockyard.core.principal import AccessClaims, PrincipalKind
+
+# A request produces a handful of events; a client-chosen id shared by many requests (or
+# tenants) must not turn one lookup into an unbounded read.
+TRACE_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +45,27 @@ async def trace_for_staff(
         details={"events": len(events)},
     )
     return Trace(events=events, changes=changes, deliveries=deliveries)
+
+
+async def request_trace(
+    session: AsyncSession, principal: AccessClaims, *, request_id: str
+) -> RequestTrace:
+    """The support trace as the API answers it and the console shows it: what happened, in
+    which tenant, with which status, and nothing of the tenant's business data."""
+    trace = await trace_for_staff(session, principal, request_id=request_id, limit=TRACE_LIMIT + 1)
+    return RequestTrace(
+        request_id=request_id,
+        events=[
+            TraceEvent.model_validate(row, from_attributes=True)
+            for row in trace.events[:TRACE_LIMIT]
+        ],
+        changes=[
+            TracedChange.model_validate(row, from_attributes=True)
+            for row in trace.changes[:TRACE_LIMIT]
+        ],
+        deliveries=[
+            TracedDelivery.model_validate(row, from_attributes=True)
+            for row in trace.deliveries[:TRACE_LIMIT]
+        ],
+        truncated=max(len(trace.events), len(trace.changes), len(trace.deliveries)) > TRACE_LIMIT,
+    )

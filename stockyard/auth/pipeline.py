@@ -81,14 +81,16 @@ def _bearer_token(request: Request) -> str:
 # own: the pipeline runs on every authenticated request, and each dependency is one more node
 # FastAPI solves per request. For the same reason it reads what the lifespan built from
 # app.state itself rather than through the typed dependencies (SettingsDep, LimiterDep, ...).
-async def authenticate(request: Request) -> Authenticated:
+async def authenticate(request: Request, token: str) -> Authenticated:
+    """Steps 1 and 2 for `token`: the bearer token of an API request, or the access token the
+    console keeps for its signed-in user (console/sessions.py)."""
     state = request.app.state
     settings: Settings = state.settings
     limiter: RateLimiter = state.limiter
     keyring: KeyRing = state.keyring
     tenant_limits: TenantLimits = state.tenant_limits
     claims = await verify_access_token(
-        keyring, _bearer_token(request), issuer=settings.issuer, audience=settings.jwt_audience
+        keyring, token, issuer=settings.issuer, audience=settings.jwt_audience
     )
     structlog.contextvars.bind_contextvars(
         tenant_id=str(claims.tenant_id), subject=str(claims.subject)
@@ -133,10 +135,11 @@ class CallerContext:
     principal: AccessClaims
 
 
-async def tenant_context(request: Request) -> AsyncIterator[CallerContext]:
+@asynccontextmanager
+async def open_tenant_context(request: Request, token: str) -> AsyncIterator[CallerContext]:
     """The tenant comes from the verified token alone; the transaction is scoped to it before
     any statement runs, so row-level security shows this request that tenant's rows only."""
-    auth = await authenticate(request)
+    auth = await authenticate(request, token)
     claims = auth.claims
     if claims.is_staff:
         raise Forbidden("Staff tokens can't reach tenant data.")
@@ -150,6 +153,11 @@ async def tenant_context(request: Request) -> AsyncIterator[CallerContext]:
             # fresh transaction, scoped to the tenant again, at its first statement.
             await session.commit()
         yield CallerContext(session=session, principal=claims)
+
+
+async def tenant_context(request: Request) -> AsyncIterator[CallerContext]:
+    async with open_tenant_context(request, _bearer_token(request)) as context:
+        yield context
 
 
 # Step 4: Redis had nothing on this session: PostgreSQL decides, Redis learns it.
@@ -172,10 +180,11 @@ async def _confirm_live_in_postgres(
         raise InvalidToken("The access token has been revoked.")
 
 
-async def support_context(request: Request) -> AsyncIterator[CallerContext]:
+@asynccontextmanager
+async def open_support_context(request: Request, token: str) -> AsyncIterator[CallerContext]:
     """A transaction for platform staff: no tenant, and the routes that use it switch to the
     support role, which the database lets read the audit trail and nothing else."""
-    auth = await authenticate(request)
+    auth = await authenticate(request, token)
     claims = auth.claims
     if not claims.is_staff or Scope.SUPPORT_READ not in claims.scopes:
         raise Forbidden("Support routes are for platform staff.")
@@ -185,6 +194,11 @@ async def support_context(request: Request) -> AsyncIterator[CallerContext]:
         ):
             raise InvalidToken("The session has been revoked.")
         yield CallerContext(session=session, principal=claims)
+
+
+async def support_context(request: Request) -> AsyncIterator[CallerContext]:
+    async with open_support_context(request, _bearer_token(request)) as context:
+        yield context
 
 
 # The dependencies that authenticate: the document marks every operation that reaches one.
@@ -228,12 +242,19 @@ async def get_principal(context: TenantContext) -> AccessClaims:
 CurrentPrincipal = Annotated[AccessClaims, Depends(get_principal)]
 
 
-def require(*scopes: Scope) -> Callable[..., Coroutine[Any, Any, AccessClaims]]:
+def require(
+    *scopes: Scope,
+    principal_from: Callable[..., Coroutine[Any, Any, AccessClaims]] = get_principal,
+) -> Callable[..., Coroutine[Any, Any, AccessClaims]]:
     """A dependency that admits callers holding every scope named, else 403 `forbidden` with
-    an RFC 6750 `insufficient_scope` challenge naming what the token lacks."""
+    an RFC 6750 `insufficient_scope` challenge naming what the token lacks. The console
+    passes its own `principal_from` (the same pipeline, its token from the console session):
+    one authorization check for both doors."""
     needed = frozenset(scopes)
 
-    async def _require(principal: CurrentPrincipal) -> AccessClaims:
+    async def _require(
+        principal: AccessClaims = Depends(principal_from),  # noqa: B008
+    ) -> AccessClaims:
         missing = needed - principal.scopes
         if missing:
             raise Forbidden(

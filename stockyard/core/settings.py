@@ -238,6 +238,29 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field(
         default="", description="Prefix of every Redis key (lets several deployments share one)."
     )
+    console_idle_timeout_seconds: int = Field(
+        default=30 * 60,
+        ge=60,
+        le=86400,
+        description="A console session unused this long ends (the sign-in page comes next).",
+    )
+    console_absolute_timeout_seconds: int = Field(
+        default=12 * 3600,
+        ge=300,
+        le=30 * 86400,
+        description="A console session ends this long after its sign-in, however busy.",
+    )
+    console_secure_cookie: bool | None = Field(
+        default=None,
+        description="Send the console's cookie as `Secure` with the `__Host-` prefix. "
+        "Unset: when PUBLIC_URL is https.",
+    )
+
+    @property
+    def console_cookie_is_secure(self) -> bool:
+        if self.console_secure_cookie is not None:
+            return self.console_secure_cookie
+        return self.public_url.startswith("https://")
 
     @field_validator("public_url")
     @classmethod

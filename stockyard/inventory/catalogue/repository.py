@@ -14,7 +14,8 @@ from stockyard.inventory.models import Location, Product
 from stockyard.inventory.schemas import ProductRead
 
 
-def _prefix_pattern(prefix: str) -> str:
+def prefix_pattern(prefix: str) -> str:
+    """A LIKE pattern matching what starts with `prefix` (its wildcards taken literally)."""
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
 
@@ -66,7 +67,7 @@ async def list_products(
 ) -> list[Product]:
     statement = select(Product)
     if q:
-        pattern = _prefix_pattern(q)
+        pattern = prefix_pattern(q)
         statement = statement.where(
             or_(Product.sku.like(pattern), func.lower(Product.name).like(pattern.lower()))
         )
@@ -100,7 +101,7 @@ async def list_locations(
 ) -> list[Location]:
     statement = select(Location)
     if q:
-        pattern = _prefix_pattern(q)
+        pattern = prefix_pattern(q)
         statement = statement.where(
             or_(Location.code.like(pattern), func.lower(Location.name).like(pattern.lower()))
         )

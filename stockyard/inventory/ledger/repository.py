@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from stockyard.core.database import execute_many, fetch, fetch_one
+from stockyard.inventory.catalogue.repository import prefix_pattern
 from stockyard.inventory.models import Balance, Movement, Reservation
 from stockyard.inventory.schemas import MovementRead
 
@@ -370,7 +371,7 @@ async def history(
 
 
 _STOCK = """
-    SELECT p.sku, l.code AS location, b.on_hand, b.reserved, p.reorder_point
+    SELECT p.sku, l.code AS location, b.on_hand, b.reserved, p.reorder_point, p.id AS product_id
     FROM balance b
     JOIN product p ON p.id = b.product_id
     JOIN location l ON l.id = b.location_id
@@ -388,12 +389,16 @@ async def stock(
     below_reorder_point: bool,
     after: tuple[str, str] | None,
     limit: int,
+    sku_prefix: str | None = None,
 ) -> list[asyncpg.Record]:
     filters = []
     params: dict[str, Any] = {"limit": limit}
     if sku is not None:
         filters.append("AND p.sku = :sku")
         params["sku"] = sku
+    if sku_prefix:
+        filters.append("AND p.sku LIKE :sku_prefix")
+        params["sku_prefix"] = prefix_pattern(sku_prefix)
     if location is not None:
         filters.append("AND l.code = :location")
         params["location"] = location
@@ -406,6 +411,37 @@ async def stock(
         params.update(after_sku=after[0], after_location=after[1])
     # Run by the driver (see core/database.fetch): a stock read is a hot path.
     return await fetch(session, _STOCK.format(filters=" ".join(filters)), params)
+
+
+# The net change per time bucket of one product since `since` (future-dated movements land in
+# buckets after now): walked back from today's on-hand total, they give the level over time.
+_NET_BY_BUCKET = """
+    SELECT date_bin(CAST(:step AS interval), m.occurred_at, CAST(:since AS timestamptz))
+           AS bucket,
+           sum(m.delta) AS net
+    FROM movement m
+    WHERE m.product_id = :product_id AND m.occurred_at >= :since
+    GROUP BY 1
+    ORDER BY 1
+"""
+
+
+async def net_change_by_bucket(
+    session: AsyncSession, *, product_id: uuid.UUID, since: datetime, step: timedelta
+) -> list[tuple[datetime, int]]:
+    rows = await fetch(
+        session, _NET_BY_BUCKET, {"product_id": product_id, "since": since, "step": step}
+    )
+    return [(row["bucket"], int(row["net"])) for row in rows]
+
+
+async def on_hand_total(session: AsyncSession, product_id: uuid.UUID) -> int:
+    row = await fetch_one(
+        session,
+        "SELECT coalesce(sum(on_hand), 0) AS on_hand FROM balance WHERE product_id = :product_id",
+        {"product_id": product_id},
+    )
+    return int(row["on_hand"]) if row is not None else 0
 
 
 async def lock_reservation(session: AsyncSession, reservation: Reservation) -> Reservation:

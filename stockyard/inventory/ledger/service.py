@@ -4,7 +4,7 @@ in the request's one transaction; nothing here ever reads a balance and writes i
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -406,7 +406,7 @@ async def stock(
     after: tuple[str, str] | None,
     limit: int,
 ) -> list[StockItem]:
-    rows = await ledger_repository.stock(
+    rows = await stock_of_products(
         session,
         sku=sku,
         location=location,
@@ -414,14 +414,63 @@ async def stock(
         after=after,
         limit=limit,
     )
+    return [item for item, _ in rows]
+
+
+async def stock_of_products(
+    session: AsyncSession,
+    *,
+    sku: str | None,
+    location: str | None,
+    below_reorder_point: bool,
+    after: tuple[str, str] | None,
+    limit: int,
+    sku_prefix: str | None = None,
+) -> list[tuple[StockItem, uuid.UUID]]:
+    """Stock rows with the id of each row's product (the console links to its page)."""
+    rows = await ledger_repository.stock(
+        session,
+        sku=sku,
+        location=location,
+        below_reorder_point=below_reorder_point,
+        after=after,
+        limit=limit,
+        sku_prefix=sku_prefix,
+    )
     return [
-        StockItem(
-            sku=row["sku"],
-            location=row["location"],
-            on_hand=row["on_hand"],
-            reserved=row["reserved"],
-            available=row["on_hand"] - row["reserved"],
-            reorder_point=row["reorder_point"],
+        (
+            StockItem(
+                sku=row["sku"],
+                location=row["location"],
+                on_hand=row["on_hand"],
+                reserved=row["reserved"],
+                available=row["on_hand"] - row["reserved"],
+                reorder_point=row["reorder_point"],
+            ),
+            row["product_id"],
         )
         for row in rows
     ]
+
+
+async def stock_levels(
+    session: AsyncSession, *, product_id: uuid.UUID, since: datetime, buckets: int
+) -> list[tuple[datetime, int]]:
+    """A product's on-hand total over time, all locations together: (instant, level) points
+    from `since` to now (and any future-dated movement), in `buckets` steps. Computed back
+    from today's balances, so the ledger is read only for the window."""
+    now = datetime.now(UTC)
+    step = max((now - since) / buckets, timedelta(seconds=1))
+    nets = await ledger_repository.net_change_by_bucket(
+        session, product_id=product_id, since=since, step=step
+    )
+    level = await ledger_repository.on_hand_total(session, product_id)
+    points: list[tuple[datetime, int]] = []
+    for bucket, net in reversed(nets):
+        points.append((max(bucket + step, since), level))
+        level -= net
+    points.append((since, level))
+    points.reverse()
+    if points[-1][0] < now:
+        points.append((now, points[-1][1]))
+    return points
