@@ -1,7 +1,8 @@
 """On a Redis Cluster (conftest.py): the limiter's and the revocation cache's own tests, run
 again unchanged, including a master stopped (the cluster down: fail open, or 503 when
 failing closed) and brought back empty (revocations re-seeded from PostgreSQL); the token
-reuse and revocation tests; and what only a cluster can show, that the keys of one call
+reuse and revocation tests; the console's sessions (a record and its refresh lock share one
+hash tag); and what only a cluster can show, that the keys of one call
 share a slot while different token families spread over the masters."""
 
 from __future__ import annotations
@@ -29,12 +30,20 @@ from tests.auth.test_tokens import (
     test_revoking_an_access_token_ends_it_and_only_it,
 )
 from tests.cluster.conftest import Cluster
+from tests.console.test_sessions import (
+    test_a_session_ends_at_its_absolute_timeout_and_idles_out,
+    test_an_expiring_access_token_is_refreshed_once_under_concurrent_clicks,
+    test_revoking_the_token_family_ends_the_console_session,
+    test_sign_out_ends_the_session_and_its_token_family,
+)
 from tests.support.helpers import bearer, password_login, signup
 
 pytestmark = pytest.mark.cluster
 
 __all__ = [
     "test_a_revocation_whose_writes_all_fail_is_reseeded_from_postgres",
+    "test_a_session_ends_at_its_absolute_timeout_and_idles_out",
+    "test_an_expiring_access_token_is_refreshed_once_under_concurrent_clicks",
     "test_burst_allowed_then_429_with_headers",
     "test_concurrent_refreshes_of_one_token_exactly_one_succeeds",
     "test_fail_closed_answers_503",
@@ -42,6 +51,8 @@ __all__ = [
     "test_reuse_of_a_used_refresh_token_revokes_the_whole_family",
     "test_revoked_sid_stays_revoked_after_flushall",
     "test_revoking_an_access_token_ends_it_and_only_it",
+    "test_revoking_the_token_family_ends_the_console_session",
+    "test_sign_out_ends_the_session_and_its_token_family",
     "test_tenant_override_applies",
     "test_two_sign_ins_have_independent_buckets_and_refresh_shares_one",
 ]
