@@ -27,5 +27,8 @@ async def read_metrics(
         expected = f"Bearer {token.get_secret_value()}"
         if authorization is None or not hmac.compare_digest(authorization, expected):
             raise Unauthorized("A metrics token is required.")
-    metrics.DB_POOL_IN_USE.set(engine.pool.checkedout())  # type: ignore[attr-defined]
+    pool = engine.pool
+    metrics.DB_POOL_IN_USE.set(pool.checkedout())  # type: ignore[attr-defined]
+    # The pools have no overflow (core/database.create_engine): their size is their ceiling.
+    metrics.DB_POOL_CAPACITY.set(pool.size())  # type: ignore[attr-defined]
     return Response(generate_latest(metrics.exposition_registry()), media_type=CONTENT_TYPE_LATEST)

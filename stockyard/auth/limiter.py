@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from stockyard.auth.tokens import LEEWAY_SECONDS
+from stockyard.core import metrics
 from stockyard.core.errors import RateLimited, ServiceUnavailable
 from stockyard.core.principal import AccessClaims
 from stockyard.core.redis import REDIS_ERRORS, RedisClient
@@ -244,6 +245,7 @@ class RateLimiter:
     def _unavailable(self) -> Decision:
         if not self._fail_open:
             raise ServiceDegraded()
+        metrics.REDIS_FAIL_OPEN.inc()
         return UNLIMITED_FAIL_OPEN
 
     async def remember(self, session_id: uuid.UUID, revocation: Revocation) -> None:

@@ -53,6 +53,17 @@ DB_POOL_IN_USE = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )
+DB_POOL_CAPACITY = Gauge(
+    "stockyard_db_pool_connections_max",
+    "Database connections the workers' pools may hold (pool size plus overflow).",
+    registry=REGISTRY,
+)
+REDIS_FAIL_OPEN = Counter(
+    "stockyard_redis_fail_open_requests",
+    "Requests let through without Redis (STOCKYARD_RATE_LIMIT_FAIL_OPEN): unlimited, with "
+    "revocation checked in PostgreSQL.",
+    registry=REGISTRY,
+)
 WEBHOOK_DELIVERIES = Counter(
     "stockyard_webhook_deliveries",
     "Webhook delivery attempts by outcome: delivered, retrying (failed, tried again later), "
