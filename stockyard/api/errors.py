@@ -60,25 +60,17 @@ def envelope_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
-# Failures of an authenticated tenant request that the tenant's audit log keeps.
-AUDITED_STATUSES = {403: "request.denied", 409: "request.rejected", 412: "request.rejected"}
-
-
 async def _audit_failure(request: Request, exc: AppError) -> None:
     claims = request.scope.get("state", {}).get("claims")
-    action = AUDITED_STATUSES.get(exc.status_code)
-    if action is None or not isinstance(claims, AccessClaims) or claims.is_staff:
+    if not isinstance(claims, AccessClaims):
         return
-    route = getattr(request.scope.get("route"), "path", None)
-    await audit_trail.record_apart(
+    await audit_trail.record_refusal(
         request.app.state.sessionmaker,
-        tenant_id=claims.tenant_id,
-        actor_type=claims.kind,
-        actor_id=claims.subject,
-        action=action,
+        claims,
         status=exc.status_code,
-        resource_type=route,
-        details={"code": exc.code, "method": request.method},
+        code=exc.code,
+        method=request.method,
+        route=getattr(request.scope.get("route"), "path", None),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hmac
 import time
 from typing import Annotated
 
@@ -24,10 +23,16 @@ from stockyard.console.pipeline import (
     check_form_token,
     cookie_name,
     refuse_cross_site,
+    same_token,
     sessions_of,
     sign_in_cookie_name,
 )
-from stockyard.console.sessions import ConsoleSession, new_csrf_token, new_session_id
+from stockyard.console.sessions import (
+    ConsoleSession,
+    SessionStoreUnavailable,
+    new_csrf_token,
+    new_session_id,
+)
 from stockyard.core.errors import NotFound
 from stockyard.core.principal import STAFF_ROLE
 from stockyard.core.redis import REDIS_ERRORS
@@ -96,10 +101,7 @@ async def sign_in(request: Request) -> Response:
     refuse_cross_site(request)
     expected = request.cookies.get(sign_in_cookie_name(settings))
     form = await request.form(**FORM_LIMITS)
-    presented = form.get("csrf_token")
-    if not expected or not isinstance(presented, str):
-        raise CrossSiteRequest("The sign-in form expired; reload the page.")
-    if not hmac.compare_digest(presented, expected):
+    if expected is None or not same_token(form.get("csrf_token"), expected):
         raise CrossSiteRequest("The sign-in form expired; reload the page.")
     tenant = form_text(form, "tenant", 63).lower()
     email = form_text(form, "email", 320)
@@ -157,7 +159,16 @@ async def sign_in(request: Request) -> Response:
         role=claims.role,
     )
     session_id = new_session_id()
-    await sessions_of(request).save(session_id, record)
+    try:
+        await sessions_of(request).save(session_id, record)
+    except SessionStoreUnavailable:
+        # No session to hold them: the tokens just granted are revoked, not left live.
+        if pair.refresh_token is not None:
+            async with request_transaction(state.sessionmaker) as session:
+                await grants.revoke_token(
+                    session, settings, state.keyring, state.limiter, token=pair.refresh_token
+                )
+        raise
     if target == PREFIX + "/":
         target = _landing(record)
     response = redirect(target)
@@ -168,7 +179,13 @@ async def sign_in(request: Request) -> Response:
         session_id,
         settings.console_absolute_timeout_seconds,
     )
-    response.delete_cookie(sign_in_cookie_name(settings), path="/")
+    # A __Host- cookie is only ever set, deleted included, with Secure.
+    response.delete_cookie(
+        sign_in_cookie_name(settings),
+        path="/",
+        secure=settings.console_cookie_is_secure,
+        httponly=True,
+    )
     return response
 
 

@@ -4,7 +4,6 @@ own settings. Each calls the service the API's route calls, under the same scope
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -15,7 +14,15 @@ from stockyard.audit import repository as audit_repository
 from stockyard.auth import client_service, user_service
 from stockyard.auth.schemas import ClientCreate, UserCreate, UserUpdate
 from stockyard.auth.scopes import ClientScope, Role
-from stockyard.console.forms import Problem, form_of, refused, text
+from stockyard.console.forms import (
+    Problem,
+    flash_and_redirect,
+    form_of,
+    local_instant,
+    refused,
+    taken_flash,
+    text,
+)
 from stockyard.console.pages import PREFIX, page_url, redirect, render
 from stockyard.console.pipeline import (
     AuditReader,
@@ -82,7 +89,8 @@ async def _users_page(
 async def users_page(
     request: Request, caller: ConsoleContext, principal: UsersAdmin, paging: Paging
 ) -> Response:
-    return await _users_page(request, caller, paging)
+    done = await taken_flash(request, caller)
+    return await _users_page(request, caller, paging, notice=done.get("notice"))
 
 
 @router.post("/users")
@@ -95,7 +103,7 @@ async def add_user(request: Request, caller: ConsoleContext, principal: UsersAdm
         )
         user = await user_service.create_user(caller.session, principal, body=body)
     except (ValidationError, AppError) as failed:
-        problem = await refused(caller.session, failed)
+        problem = await refused(request, caller.session, principal, failed)
         return await _users_page(
             request,
             caller,
@@ -104,9 +112,7 @@ async def add_user(request: Request, caller: ConsoleContext, principal: UsersAdm
             error=problem,
             form=entered,
         )
-    return await _users_page(
-        request, caller, PageRequest(PAGE, None), status=201, notice=f"Added {user.email}."
-    )
+    return await flash_and_redirect(request, caller, "/users", notice=f"Added {user.email}.")
 
 
 @router.post("/users/{user_id}/role")
@@ -126,14 +132,14 @@ async def change_role(
             body=body,
         )
     except (ValidationError, ValueError, AppError) as failed:
-        problem = await refused(caller.session, failed)
+        problem = await refused(request, caller.session, principal, failed)
         if problem.status == 404:
             raise
         return await _users_page(
             request, caller, PageRequest(PAGE, None), status=problem.status, error=problem
         )
-    return await _users_page(
-        request, caller, PageRequest(PAGE, None), notice=f"{user.email} is now {user.role}."
+    return await flash_and_redirect(
+        request, caller, "/users", notice=f"{user.email} is now {user.role}."
     )
 
 
@@ -146,18 +152,15 @@ async def deactivate_user(
             caller.session, request.app.state.limiter, principal, user_id=user_id
         )
     except AppError as failed:
-        problem = await refused(caller.session, failed)
+        problem = await refused(request, caller.session, principal, failed)
         if problem.status == 404:
             raise
         return await _users_page(
             request, caller, PageRequest(PAGE, None), status=problem.status, error=problem
         )
     user = await user_service.get_user(caller.session, user_id=user_id)
-    return await _users_page(
-        request,
-        caller,
-        PageRequest(PAGE, None),
-        notice=f"{user.email} is deactivated; their sessions have ended.",
+    return await flash_and_redirect(
+        request, caller, "/users", notice=f"{user.email} is deactivated; their sessions have ended."
     )
 
 
@@ -196,7 +199,8 @@ async def _clients_page(
 async def clients_page(
     request: Request, caller: ConsoleContext, principal: ClientsAdmin, paging: Paging
 ) -> Response:
-    return await _clients_page(request, caller, paging)
+    created = await taken_flash(request, caller)
+    return await _clients_page(request, caller, paging, created=created or None)
 
 
 @router.post("/clients")
@@ -210,13 +214,18 @@ async def add_client(request: Request, caller: ConsoleContext, principal: Client
             caller.session, principal, name=body.name, scopes=list(body.scopes)
         )
     except (ValidationError, AppError) as failed:
-        problem = await refused(caller.session, failed)
+        problem = await refused(request, caller.session, principal, failed)
         return await _clients_page(
             request, caller, PageRequest(PAGE, None), status=problem.status, error=problem
         )
-    created = {"name": client.name, "client_id": client.id, "client_secret": secret}
-    return await _clients_page(
-        request, caller, PageRequest(PAGE, None), status=201, created=created
+    # The secret goes to the next page once, sealed, for a minute: a reload shows it no more.
+    return await flash_and_redirect(
+        request,
+        caller,
+        "/clients",
+        name=client.name,
+        client_id=str(client.id),
+        client_secret=secret,
     )
 
 
@@ -271,7 +280,8 @@ async def _webhooks_page(
 async def webhooks_page(
     request: Request, caller: ConsoleContext, principal: WebhooksAdmin, paging: Paging
 ) -> Response:
-    return await _webhooks_page(request, caller, paging)
+    created = await taken_flash(request, caller)
+    return await _webhooks_page(request, caller, paging, created=created or None)
 
 
 @router.post("/webhooks")
@@ -301,7 +311,7 @@ async def add_webhook(
             allow_private=settings.webhook_allow_private_targets,
         )
     except (ValidationError, AppError) as failed:
-        problem = await refused(caller.session, failed)
+        problem = await refused(request, caller.session, principal, failed)
         return await _webhooks_page(
             request,
             caller,
@@ -310,9 +320,7 @@ async def add_webhook(
             error=problem,
             form=entered,
         )
-    return await _webhooks_page(
-        request, caller, PageRequest(PAGE, None), status=201, created=created
-    )
+    return await flash_and_redirect(request, caller, "/webhooks", secret=created.secret)
 
 
 @router.post("/webhooks/{webhook_id}/delete")
@@ -324,14 +332,6 @@ async def delete_webhook(
 
 
 # Audit log and tenant ---------------------------------------------------------------------
-
-
-def _local_instant(value: str | None) -> datetime | None:
-    """A `datetime-local` field, read as UTC (the page says so)."""
-    if not value:
-        return None
-    moment = datetime.fromisoformat(value)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 @router.get("/audit")
@@ -356,7 +356,7 @@ async def audit_page(
     paging = _page(paging)
     try:
         actor = uuid.UUID(actor_id) if actor_id else None
-        since_at, until_at = _local_instant(since), _local_instant(until)
+        since_at, until_at = local_instant(since), local_instant(until)
     except ValueError:
         problem = Problem(422, "Check the filters", "Use a user or client id and dates.", [])
         return render(

@@ -7,14 +7,19 @@ refuse is refused here with the same rule; the failure comes back to the form as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from fastapi import Request
+from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from stockyard.console.pipeline import FORM_LIMITS
+from stockyard.console.pages import PREFIX, redirect
+from stockyard.console.pipeline import FORM_LIMITS, ConsoleCaller, sessions_of
+from stockyard.core import audit_trail
 from stockyard.core.errors import AppError
+from stockyard.core.principal import AccessClaims
 
 TITLES = {
     403: "Not allowed",
@@ -60,10 +65,50 @@ def problem_of(failed: ValidationError | ValueError | AppError) -> Problem:
 
 
 async def refused(
-    session: AsyncSession, failed: ValidationError | ValueError | AppError
+    request: Request,
+    session: AsyncSession,
+    principal: AccessClaims,
+    failed: ValidationError | ValueError | AppError,
 ) -> Problem:
     """A form the service refused: whatever it wrote before refusing is rolled back (a failed
-    request leaves nothing behind), and the page is drawn again in a fresh transaction,
-    scoped to the tenant as the first was."""
+    request leaves nothing behind), the refusal is audited as the API's would be (a denial, a
+    conflict), and the page is drawn again in a fresh transaction, scoped to the tenant as
+    the first was."""
     await session.rollback()
+    if isinstance(failed, AppError):
+        await audit_trail.record_refusal(
+            request.app.state.sessionmaker,
+            principal,
+            status=failed.status_code,
+            code=failed.code,
+            method=request.method,
+            route=getattr(request.scope.get("route"), "path", None),
+        )
     return problem_of(failed)
+
+
+async def flash_and_redirect(
+    request: Request, caller: ConsoleCaller, page: str, **message: str
+) -> Response:
+    """Post/redirect/get: a form that succeeded leaves its message (or a secret shown once)
+    for the page it sends the browser to, so a reload or Back never posts it again."""
+    await sessions_of(request).flash(caller.session_id, PREFIX + page, message)
+    return redirect(PREFIX + page)
+
+
+async def taken_flash(request: Request, caller: ConsoleCaller) -> dict[str, str]:
+    """What the form that redirected here left for this page, once."""
+    taken = await sessions_of(request).take_flash(caller.session_id, request.url.path)
+    return taken or {}
+
+
+def local_instant(value: str | None) -> datetime | None:
+    """A `datetime-local` filter, read as UTC (the pages say so); ValueError when it is not a
+    time, or one that has no UTC equivalent (year 1 with an offset east of Greenwich)."""
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None

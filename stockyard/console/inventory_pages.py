@@ -13,7 +13,15 @@ from pydantic import ValidationError
 
 from stockyard.auth.scopes import Scope
 from stockyard.console.charts import stock_chart
-from stockyard.console.forms import Problem, form_of, refused, text
+from stockyard.console.forms import (
+    Problem,
+    flash_and_redirect,
+    form_of,
+    local_instant,
+    refused,
+    taken_flash,
+    text,
+)
 from stockyard.console.pages import PREFIX, page_url, render
 from stockyard.console.pipeline import ConsoleCaller, ConsoleContext, InventoryReader
 from stockyard.console.pipeline import InventoryWriter as InventoryWriterPrincipal
@@ -27,7 +35,8 @@ from stockyard.inventory.schemas import MovementCreate, MovementKind, TransferCr
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 PAGE = 50
-# Locations offered by the filters and the movement form.
+# Location codes suggested by the filters and the movement form (a datalist: any code may be
+# typed), and balances shown on a product's page before it points to the stock table.
 LOCATION_CHOICES = 500
 CHART_BUCKETS = 60
 CHART_PERIODS = (7, 30, 90, 365)
@@ -107,7 +116,7 @@ async def product_page(
         location=None,
         below_reorder_point=False,
         after=None,
-        limit=LOCATION_CHOICES,
+        limit=LOCATION_CHOICES + 1,
     )
     levels = await ledger.stock_levels(
         caller.session, product_id=product.id, since=since, buckets=CHART_BUCKETS
@@ -128,20 +137,14 @@ async def product_page(
         me=caller.console,
         title=product.sku,
         product=product,
-        balances=balances,
+        balances=balances[:LOCATION_CHOICES],
+        more_balances=len(balances) > LOCATION_CHOICES,
         chart=stock_chart(levels, title=f"On hand of {product.sku} over the last {days} days"),
         days=days,
         periods=sorted({*CHART_PERIODS, days}),
         movements=movements,
         can_write=_can_write(caller),
     )
-
-
-def _instant(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(value)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 @router.get("/movements")
@@ -172,7 +175,7 @@ async def movements_page(
         "can_write": _can_write(caller),
     }
     try:
-        start_at, end_at = _instant(start), _instant(end)
+        start_at, end_at = local_instant(start), local_instant(end)
     except ValueError:
         problem = Problem(422, "Check the filters", "The dates are not valid.")
         return render(
@@ -246,7 +249,11 @@ async def movement_form(
     principal: InventoryWriterPrincipal,
     sku: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    return await _movement_form(request, caller, form={**EMPTY_FORM, "sku": sku or ""})
+    done = await taken_flash(request, caller)
+    form = {**EMPTY_FORM, "sku": sku or ""}
+    if done:
+        form.update(kind=done.get("kind", "receipt"), location=done.get("location", ""))
+    return await _movement_form(request, caller, form=form, result=done or None)
 
 
 @router.post("/movements/new")
@@ -294,14 +301,16 @@ async def record_movement(
                 f"{result.balance.on_hand} on hand, {result.balance.available} available."
             )
     except (ValidationError, ValueError, AppError) as failed:
-        problem = await refused(caller.session, failed)
+        problem = await refused(request, caller.session, principal, failed)
         return await _movement_form(
             request, caller, form=entered, status=problem.status, error=problem
         )
-    return await _movement_form(
+    return await flash_and_redirect(
         request,
         caller,
-        form={**EMPTY_FORM, "kind": entered["kind"], "location": entered["location"]},
-        status=201,
-        result={"summary": summary},
+        "/movements/new",
+        summary=summary,
+        request_id=request_id or "",
+        kind=entered["kind"],
+        location=entered["location"],
     )

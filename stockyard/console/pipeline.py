@@ -87,10 +87,17 @@ def refuse_cross_site(request: Request) -> None:
         raise CrossSiteRequest()
 
 
+def same_token(presented: object, expected: str) -> bool:
+    """A constant-time comparison that any presented value survives (compare_digest refuses
+    non-ASCII text: compared as UTF-8 bytes)."""
+    if not isinstance(presented, str) or not expected:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
 async def check_form_token(request: Request, expected: str) -> None:
     form = await request.form(**FORM_LIMITS)
-    presented = form.get("csrf_token")
-    if not isinstance(presented, str) or not hmac.compare_digest(presented, expected):
+    if not same_token(form.get("csrf_token"), expected):
         raise CrossSiteRequest("The form's security token is missing or stale; reload the page.")
 
 
@@ -129,7 +136,8 @@ async def _with_fresh_tokens(
     if record.refresh_token is None or not record.needs_refresh(time.time()):
         return record
     sessions = sessions_of(request)
-    if not await sessions.lock_refresh(session_id):
+    holder = await sessions.lock_refresh(session_id)
+    if holder is None:
         deadline = time.monotonic() + REFRESH_WAIT_SECONDS
         while record.access_expires_at <= time.time() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -162,7 +170,7 @@ async def _with_fresh_tokens(
         await sessions.save(session_id, record)
         return record
     finally:
-        await sessions.unlock_refresh(session_id)
+        await sessions.unlock_refresh(session_id, holder)
 
 
 async def console_tenant_context(request: Request) -> AsyncIterator[ConsoleCaller]:

@@ -15,11 +15,14 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 from cryptography.fernet import InvalidToken as UnreadableSeal
 
-from stockyard.core.redis import RedisClient
+from stockyard.core.errors import ServiceUnavailable
+from stockyard.core.redis import REDIS_ERRORS, RedisClient
 from stockyard.core.sealing import sealer
 from stockyard.core.settings import Settings
 
@@ -27,6 +30,32 @@ from stockyard.core.settings import Settings
 # holds the refresh lock rotates it while the others still use the current one.
 REFRESH_MARGIN_SECONDS = 120
 REFRESH_LOCK_MILLISECONDS = 10_000
+# What a successful form post leaves for the page it redirects to (post/redirect/get: a
+# reload never posts twice), a one-time secret included: read once, gone within the minute.
+FLASH_SECONDS = 60
+# Releases the refresh lock only for its holder: one whose lock timed out (a refresh slower
+# than the lock) must not release the lock a later request took meanwhile.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class SessionStoreUnavailable(ServiceUnavailable):
+    code = "session_store_unavailable"
+    message = "Console sessions are unavailable for a moment (Redis); try again shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
+@contextmanager
+def _redis_call() -> Iterator[None]:
+    """Redis unreachable: the console answers 503 (a page saying so), never a 500."""
+    try:
+        yield
+    except REDIS_ERRORS:
+        raise SessionStoreUnavailable() from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +116,14 @@ class ConsoleSessions:
 
     async def save(self, session_id: str, record: ConsoleSession) -> None:
         sealed = self._seal.encrypt(json.dumps(asdict(record)).encode())
-        await self._redis.set(self._key(session_id), sealed, ex=self._ttl(record, time.time()))
+        with _redis_call():
+            await self._redis.set(self._key(session_id), sealed, ex=self._ttl(record, time.time()))
 
     async def load(self, session_id: str) -> ConsoleSession | None:
         """The session, its idle timer renewed; None when it ended, timed out or never was."""
         key = self._key(session_id)
-        sealed = await self._redis.getex(key, ex=self._idle)
+        with _redis_call():
+            sealed = await self._redis.getex(key, ex=self._idle)
         if sealed is None:
             return None
         try:
@@ -107,15 +138,40 @@ class ConsoleSessions:
         return record
 
     async def destroy(self, session_id: str) -> None:
-        await self._redis.delete(self._key(session_id))
+        with _redis_call():
+            await self._redis.delete(self._key(session_id))
 
-    async def lock_refresh(self, session_id: str) -> bool:
+    async def lock_refresh(self, session_id: str) -> str | None:
         """One request per session rotates its refresh token: two at once would present the
-        same token twice, which reuse detection answers by revoking the family."""
-        acquired = await self._redis.set(
-            self._key(session_id) + ":refresh", b"1", nx=True, px=REFRESH_LOCK_MILLISECONDS
-        )
-        return bool(acquired)
+        same token twice, which reuse detection answers by revoking the family. Returns the
+        lock's own value (to release it with), or None when another request holds it."""
+        holder = secrets.token_hex(16)
+        with _redis_call():
+            acquired = await self._redis.set(
+                self._key(session_id) + ":refresh", holder, nx=True, px=REFRESH_LOCK_MILLISECONDS
+            )
+        return holder if acquired else None
 
-    async def unlock_refresh(self, session_id: str) -> None:
-        await self._redis.delete(self._key(session_id) + ":refresh")
+    async def unlock_refresh(self, session_id: str, holder: str) -> None:
+        with _redis_call():
+            await self._redis.eval(_RELEASE_LOCK, 1, self._key(session_id) + ":refresh", holder)
+
+    def _flash_key(self, session_id: str, page: str) -> str:
+        # One per page: a message left for one page is never shown (or misread) by another.
+        return f"{self._key(session_id)}:flash:{hashlib.sha256(page.encode()).hexdigest()[:16]}"
+
+    async def flash(self, session_id: str, page: str, message: dict[str, str]) -> None:
+        sealed = self._seal.encrypt(json.dumps(message).encode())
+        with _redis_call():
+            await self._redis.set(self._flash_key(session_id, page), sealed, ex=FLASH_SECONDS)
+
+    async def take_flash(self, session_id: str, page: str) -> dict[str, str] | None:
+        with _redis_call():
+            sealed = await self._redis.getdel(self._flash_key(session_id, page))
+        if sealed is None:
+            return None
+        try:
+            message: dict[str, str] = json.loads(self._seal.decrypt(sealed))
+        except (UnreadableSeal, ValueError):
+            return None
+        return message

@@ -152,3 +152,33 @@ async def record_apart(
             )
     except Exception as exc:
         log.warning("audit_write_failed", action=action, error=type(exc).__name__)
+
+
+# Failures of an authenticated tenant request that the tenant's audit log keeps.
+REFUSAL_ACTIONS = {403: "request.denied", 409: "request.rejected", 412: "request.rejected"}
+
+
+async def record_refusal(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    claims: AccessClaims,
+    *,
+    status: int,
+    code: str,
+    method: str,
+    route: str | None,
+) -> None:
+    """Keep a denial or rejection of a tenant's request (by the API's error handlers, and by
+    the console when it draws a refused form again), in a transaction of its own."""
+    action = REFUSAL_ACTIONS.get(status)
+    if action is None or claims.is_staff:
+        return
+    await record_apart(
+        sessionmaker,
+        tenant_id=claims.tenant_id,
+        actor_type=claims.kind,
+        actor_id=claims.subject,
+        action=action,
+        status=status,
+        resource_type=route,
+        details={"code": code, "method": method},
+    )

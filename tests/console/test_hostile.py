@@ -160,3 +160,48 @@ def test_an_unhandled_failure_is_a_page_with_the_request_id_and_no_detail() -> N
     assert "abc&#34;&lt;script&gt;" in body or "abc&quot;&lt;script&gt;" in body
     assert "<script>" not in body
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_a_non_ascii_form_token_is_refused_not_a_500(app: FastAPI, tenant: Tenant) -> None:
+    async with ConsoleUser(app) as user:
+        await user.get("/console/sign-in")
+        sign_in = await user.post(
+            "/console/sign-in",
+            {"tenant": tenant.slug, "email": tenant.owner_email, "password": PASSWORD},
+            csrf="é" * 10,
+        )
+        _is_clear_page(sign_in, 403)
+        await user.signed_in(tenant=tenant.slug, email=tenant.owner_email)
+        _is_clear_page(await user.post("/console/users", {"email": "a@b.c"}, csrf="\ufffd"), 403)
+
+
+async def test_an_out_of_range_date_filter_is_a_422_not_an_outage(owner: ConsoleUser) -> None:
+    for start in ("0001-01-01T00:00+05:00", "9999-12-31T23:59-05:00"):
+        _is_clear_page(await owner.get("/console/movements", start=start), 422)
+        _is_clear_page(await owner.get("/console/audit", since=start), 422)
+
+
+async def test_a_refusal_drawn_on_the_form_is_audited_like_the_apis(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await client.post(
+        "/api/v1/users",
+        json={"email": f"adm@{tenant.slug}.example.com", "role": "admin", "password": PASSWORD},
+        headers=tenant.headers,
+    )
+    async with ConsoleUser(app) as admin:
+        await admin.signed_in(tenant=tenant.slug, email=created.json()["email"])
+        await admin.get("/console/users")
+        refused = await admin.post(
+            "/console/users", {"email": "boss2@example.com", "role": "owner", "password": PASSWORD}
+        )
+        _is_clear_page(refused, 403)
+    audit = await client.get(
+        "/api/v1/audit",
+        params={"request_id": refused.headers["x-request-id"]},
+        headers=tenant.headers,
+    )
+    events = audit.json()["items"]
+    assert [(e["action"], e["status"], e["actor_id"]) for e in events] == [
+        ("request.denied", 403, created.json()["id"])
+    ]

@@ -108,25 +108,26 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/console/sign-in"): Row(dict.fromkeys(PEOPLE, 403)),
     ("GET", "/console/static/{name}"): Row(EVERYONE),
     ("GET", "/console/users"): Row(_statuses(200, ADMINS)),
-    ("POST", "/console/users"): Row(_statuses(201, ADMINS), form=_new_user),
+    # A form that succeeds redirects to its page (post/redirect/get).
+    ("POST", "/console/users"): Row(_statuses(303, ADMINS), form=_new_user),
     ("POST", "/console/users/{user_id}/role"): Row(
-        _statuses(200, ADMINS, item=True),
+        _statuses(303, ADMINS, item=True),
         prepare=_member,
         form=lambda _: {"role": "viewer", "version": "1"},
     ),
     ("POST", "/console/users/{user_id}/deactivate"): Row(
-        _statuses(200, ADMINS, item=True), prepare=_member
+        _statuses(303, ADMINS, item=True), prepare=_member
     ),
     ("GET", "/console/clients"): Row(_statuses(200, ADMINS)),
     ("POST", "/console/clients"): Row(
-        _statuses(201, ADMINS), form=lambda _: {"name": "app", "scopes": ["inventory:read"]}
+        _statuses(303, ADMINS), form=lambda _: {"name": "app", "scopes": ["inventory:read"]}
     ),
     ("POST", "/console/clients/{client_id}/delete"): Row(
         _statuses(303, ADMINS, item=True), prepare=_client
     ),
     ("GET", "/console/webhooks"): Row(_statuses(200, ADMINS)),
     ("POST", "/console/webhooks"): Row(
-        _statuses(201, ADMINS),
+        _statuses(303, ADMINS),
         form=lambda _: {"url": "https://hooks.example.com/new", "events": "stock.*"},
     ),
     ("POST", "/console/webhooks/{webhook_id}/delete"): Row(
@@ -142,7 +143,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/console/movements/new"): Row(_statuses(200, WRITERS)),
     ("POST", "/console/movements/new"): Row(
         # Another tenant's writer names SKUs it does not have: 404 on the form, nothing moved.
-        {**_statuses(201, WRITERS), "other_tenant": 404},
+        {**_statuses(303, WRITERS), "other_tenant": 404},
         prepare=_stocked,
         form=_receipt,
     ),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 
@@ -121,7 +123,7 @@ async def test_a_post_from_another_origin_or_without_its_token_is_refused_and_wr
             assert response.status_code == 403, why
             assert response.headers["x-request-id"] in response.text, why
         accepted = await user.post("/console/movements/new", receipt)
-        assert accepted.status_code == 201, accepted.text
+        assert accepted.status_code == 303, accepted.text
     history = await client.get("/api/v1/movements", params={"sku": sku}, headers=tenant.headers)
     assert [m["delta"] for m in history.json()["items"]] == [3]
 
@@ -170,7 +172,9 @@ async def test_deactivating_a_user_ends_their_console_session(
         await owner.signed_in(tenant=tenant.slug, email=tenant.owner_email)
         await owner.get("/console/users")
         done = await owner.post(f"/console/users/{user_id}/deactivate")
-        assert done.status_code == 200 and "deactivated" in done.text
+        assert done.status_code == 303
+        shown = await owner.get(done.headers["location"])
+        assert f"{email} is deactivated" in shown.text
         assert (await member.get("/console/stock")).status_code == 303
         signed_out = await member.sign_in(tenant=tenant.slug, email=email)
         assert signed_out.status_code == 400
@@ -334,3 +338,76 @@ async def test_sign_in_is_guarded_by_the_same_per_account_limiter(
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as api:
             login = await password_login(api, slug=tenant.slug, email=tenant.owner_email)
             assert login.status_code == 429
+
+
+async def test_a_reload_after_a_form_never_posts_it_again(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant, inv: Inventory
+) -> None:
+    """Post/redirect/get: the result (and a secret shown once) is on the page the form
+    redirects to, once; reloading that page is a GET."""
+    sku = (await inv.product())["sku"]
+    code = (await inv.location())["code"]
+    async with ConsoleUser(app) as user:
+        await user.signed_in(tenant=tenant.slug, email=tenant.owner_email)
+        await user.get("/console/movements/new")
+        posted = await user.post(
+            "/console/movements/new",
+            {"kind": "receipt", "sku": sku, "location": code, "quantity": "4"},
+        )
+        assert posted.status_code == 303
+        shown = await user.get(posted.headers["location"])
+        assert "4 on hand" in shown.text and posted.headers["x-request-id"] in shown.text
+        reloaded = await user.get(posted.headers["location"])
+        assert "4 on hand" not in reloaded.text
+        created = await user.post(
+            "/console/clients", {"name": "once", "scopes": ["inventory:read"]}
+        )
+        page = await user.get(created.headers["location"])
+        secret = re.search(r'id="client-secret">([^<]+)<', page.text)
+        assert secret is not None
+        assert secret.group(1) not in (await user.get("/console/clients")).text
+        # The flash of one page is never shown by another.
+        await user.post(
+            "/console/users", {"email": "f@example.com", "role": "viewer", "password": PASSWORD}
+        )
+        assert "Added f@example.com" not in (await user.get("/console/clients")).text
+        assert "Added f@example.com" in (await user.get("/console/users")).text
+    history = await client.get("/api/v1/movements", params={"sku": sku}, headers=tenant.headers)
+    assert [m["delta"] for m in history.json()["items"]] == [4]
+
+
+async def test_with_redis_away_the_console_answers_503_and_leaves_no_live_session(
+    services: TestServices, tenant: Tenant, owner_db: asyncpg.Connection
+) -> None:
+    live_before = await owner_db.fetchval(
+        "SELECT count(*) FROM token_family WHERE tenant_id = $1 AND revoked_at IS NULL", tenant.id
+    )
+    away = make_settings(services, redis_url="redis://127.0.0.1:1/0", rate_limit_fail_open=True)
+    async with running_app(away) as (app, _), ConsoleUser(app) as user:
+        await user.get("/console/sign-in")
+        response = await user.post(
+            "/console/sign-in",
+            {"tenant": tenant.slug, "email": tenant.owner_email, "password": PASSWORD},
+        )
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["x-request-id"] in response.text
+        user.http.cookies.set("stockyard_console", "some-session-id")
+        assert (await user.get("/console/stock")).status_code == 503
+    live_after = await owner_db.fetchval(
+        "SELECT count(*) FROM token_family WHERE tenant_id = $1 AND revoked_at IS NULL", tenant.id
+    )
+    assert live_after == live_before
+
+
+async def test_only_the_holder_of_the_refresh_lock_releases_it(app: FastAPI) -> None:
+    sessions = _sessions(app)
+    holder = await sessions.lock_refresh("lock-test-session")
+    assert holder is not None
+    assert await sessions.lock_refresh("lock-test-session") is None
+    await sessions.unlock_refresh("lock-test-session", "someone-else")
+    assert await sessions.lock_refresh("lock-test-session") is None
+    await sessions.unlock_refresh("lock-test-session", holder)
+    again = await sessions.lock_refresh("lock-test-session")
+    assert again is not None
+    await sessions.unlock_refresh("lock-test-session", again)

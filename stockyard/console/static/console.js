@@ -20,4 +20,11 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   }
+  // A double click sends a form once: its buttons are disabled once it is on its way.
+  for (const form of document.querySelectorAll("form[method=post]")) {
+    form.addEventListener("submit", (event) => {
+      if (event.defaultPrevented) return;
+      for (const button of form.querySelectorAll("button[type=submit]")) button.disabled = true;
+    });
+  }
 });
