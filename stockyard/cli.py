@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -85,9 +86,23 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="Serve HTTPS with this PEM certificate (chain) file.", dir_okay=False),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(help="The certificate's PEM private key.", dir_okay=False),
+    ] = None,
 ) -> None:
     """Run the API. With no database or Redis URL configured, embedded ones start first."""
     import uvicorn
+
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise typer.BadParameter("--ssl-certfile and --ssl-keyfile go together")
+    for path in (ssl_certfile, ssl_keyfile):
+        if path is not None and not path.is_file():
+            raise typer.BadParameter(f"{path}: no such file")
 
     from stockyard.core.http_server import BoundedHttpToolsProtocol
 
@@ -112,6 +127,8 @@ def serve(
             # class; idle keep-alive connections are closed after a few seconds.
             http=BoundedHttpToolsProtocol,
             timeout_keep_alive=settings.keep_alive_seconds,
+            ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+            ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         )
 
 

@@ -222,7 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # own `max_body_size`. Inside the request-context middleware, so its 413 leaves as the
     # envelope with the request id.
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, hsts_max_age=settings.hsts_max_age_seconds)
     app.include_router(health_router)
     app.include_router(well_known_router)
     app.include_router(signup_router)

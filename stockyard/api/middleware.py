@@ -47,8 +47,11 @@ def _is_plain_413(message: Message) -> bool:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts_max_age: int = 0) -> None:
         self.app = app
+        # Served over TLS by `stockyard serve --ssl-certfile`: browsers are told to use https
+        # only (RFC 6797). Behind a TLS-terminating proxy the proxy sends it instead.
+        self.hsts = f"max-age={hsts_max_age}; includeSubDomains" if hsts_max_age else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,6 +101,8 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
+                if self.hsts is not None and scope.get("scheme") == "https":
+                    headers["Strict-Transport-Security"] = self.hsts
                 rate_limit: dict[str, str] | None = scope["state"].get("rate_limit_headers")
                 for name, value in (rate_limit or {}).items():
                     if name not in headers:

@@ -238,6 +238,12 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field(
         default="", description="Prefix of every Redis key (lets several deployments share one)."
     )
+    hsts_max_age_seconds: int = Field(
+        default=365 * 86400,
+        ge=0,
+        description="`Strict-Transport-Security` max-age on responses served over TLS "
+        "(`serve --ssl-certfile`); 0 sends none.",
+    )
     console_idle_timeout_seconds: int = Field(
         default=30 * 60,
         ge=60,
