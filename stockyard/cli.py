@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
 import tempfile
+import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stockyard import __version__
 from stockyard.core import tenancy
 from stockyard.core.bootstrap import ConfigurationError, Runtime, load_settings, start_runtime
-from stockyard.core.database import create_engine, create_sessionmaker, owner_url
+from stockyard.core.database import app_url, create_engine, create_sessionmaker, owner_url
 from stockyard.core.logging import configure_logging
 from stockyard.core.settings import Settings
 from stockyard.migrations.runner import migrate
@@ -222,6 +224,153 @@ def tenants_set_limit(
             typer.echo(f"stockyard: no tenant {slug}", err=True)
             raise typer.Exit(1)
     typer.echo(f"{slug}: {per_minute}/min, burst {burst}")
+
+
+def _with_sessionmakers(
+    runtime: Runtime,
+    work: Callable[
+        [async_sessionmaker[AsyncSession], async_sessionmaker[AsyncSession]], Awaitable[T]
+    ],
+) -> T:
+    """Run operator work with two sessionmakers: the app role's (row-level security binds it:
+    what must only ever see one tenant) and the owner's (what must reach every row)."""
+
+    async def run() -> T:
+        app_engine = create_engine(app_url(runtime.settings), runtime.settings, pool_size=2)
+        owner_engine = create_engine(owner_url(runtime.settings), runtime.settings, pool_size=2)
+        try:
+            return await work(create_sessionmaker(app_engine), create_sessionmaker(owner_engine))
+        finally:
+            await app_engine.dispose()
+            await owner_engine.dispose()
+
+    return asyncio.run(run())
+
+
+@tenants_app.command("export")
+def tenants_export(
+    slug: Annotated[str, typer.Argument(help="The tenant's slug.")],
+    path: Annotated[Path, typer.Argument(help="Where to write the zip.", dir_okay=False)],
+) -> None:
+    """Write every row the tenant owns to a zip of JSON Lines (one file per table, and a
+    manifest of counts), read as the app role under row-level security as that tenant."""
+    from stockyard.operations import service as operations
+    from stockyard.tenants import repository as tenant_repository
+
+    async def work(
+        app_sessions: async_sessionmaker[AsyncSession], _: async_sessionmaker[AsyncSession]
+    ) -> dict[str, int] | None:
+        async with app_sessions() as session, session.begin():
+            tenant_id = await tenant_repository.tenant_id_for_slug(session, slug)
+        if tenant_id is None:
+            return None
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as out:
+            async for chunk in operations.export_tenant(app_sessions, tenant_id):
+                out.write(chunk)
+        partial.replace(path)
+        with zipfile.ZipFile(path) as archive:
+            counts: dict[str, int] = json.loads(archive.read("manifest.json"))["counts"]
+        return counts
+
+    with _runtime() as runtime:
+        counts = _with_sessionmakers(runtime, work)
+    if counts is None:
+        typer.echo(f"stockyard: no tenant {slug}", err=True)
+        raise typer.Exit(1)
+    for table, count in counts.items():
+        typer.echo(f"{table}: {count}")
+    typer.echo(f"exported {sum(counts.values())} rows of {slug} to {path}")
+
+
+@tenants_app.command("delete")
+def tenants_delete(
+    slug: Annotated[str, typer.Argument(help="The tenant's slug.")],
+    grace_days: Annotated[
+        float, typer.Option(min=0, help="Days before its rows are erased (`tenants purge`).")
+    ] = 30,
+    now: Annotated[bool, typer.Option("--now", help="Erase every row at once.")] = False,
+) -> None:
+    """Delete a tenant: sign-ins and tokens stop at once; its rows are erased after the grace
+    period (by `stockyard tenants purge`), or now with --now."""
+    from stockyard.auth.limiter import RateLimiter
+    from stockyard.core.redis import create_redis
+    from stockyard.operations import service as operations
+    from stockyard.tenants import repository as tenant_repository
+
+    async def work(
+        app_sessions: async_sessionmaker[AsyncSession],
+        owner_sessions: async_sessionmaker[AsyncSession],
+    ) -> dict[str, int] | None:
+        settings = runtime.settings
+        async with app_sessions() as session, session.begin():
+            tenant_id = await tenant_repository.tenant_id_for_slug(session, slug)
+        if tenant_id is None:
+            return None
+        deletion = await operations.mark_deleted(
+            owner_sessions, tenant_id, grace_seconds=0 if now else int(grace_days * 86400)
+        )
+        assert settings.redis_url is not None
+        redis = create_redis(settings.redis_url, settings)
+        try:
+            limiter = RateLimiter(
+                redis,
+                prefix=settings.redis_key_prefix,
+                fail_open=True,
+                revocation_ttl_seconds=settings.access_token_ttl_seconds + 60,
+            )
+            # Every API node sees the revocations at once (PostgreSQL has them already).
+            await limiter.revoke(deletion.sessions_revoked)
+        finally:
+            await redis.aclose()
+        typer.echo(f"{slug}: deleted; {len(deletion.sessions_revoked)} sessions revoked")
+        if not now:
+            return {}
+        await operations.erase_tenant(owner_sessions, tenant_id)
+        return await operations.rows_left(owner_sessions, tenant_id)
+
+    with _runtime() as runtime:
+        left = _with_sessionmakers(runtime, work)
+    if left is None:
+        typer.echo(f"stockyard: no tenant {slug} (or it is deleted already)", err=True)
+        raise typer.Exit(1)
+    if not now:
+        typer.echo(f"its rows are erased by `stockyard tenants purge` after {grace_days:g} days")
+        return
+    _report_erased(slug, left)
+
+
+def _report_erased(slug: str, left: dict[str, int]) -> None:
+    remaining = {table: count for table, count in left.items() if count}
+    if remaining:
+        for table, count in remaining.items():
+            typer.echo(f"stockyard: {table} still holds {count} rows of {slug}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{slug}: erased; 0 rows in all {len(left)} tenant tables")
+
+
+@tenants_app.command("purge")
+def tenants_purge() -> None:
+    """Erase every deleted tenant whose grace period has passed (run it daily)."""
+    from stockyard.operations import service as operations
+
+    async def work(
+        app_sessions: async_sessionmaker[AsyncSession],
+        owner_sessions: async_sessionmaker[AsyncSession],
+    ) -> list[tuple[str, dict[str, int]]]:
+        async with app_sessions() as session, session.begin():
+            due = await operations.due_for_erasure(session)
+        erased = []
+        for tenant_id, slug in due:
+            await operations.erase_tenant(owner_sessions, tenant_id)
+            erased.append((slug, await operations.rows_left(owner_sessions, tenant_id)))
+        return erased
+
+    with _runtime() as runtime:
+        erased = _with_sessionmakers(runtime, work)
+    for slug, left in erased:
+        _report_erased(slug, left)
+    typer.echo(f"{len(erased)} tenants erased")
 
 
 @keys_app.command("rotate")

@@ -44,6 +44,7 @@ from stockyard.inventory.catalogue.endpoints import router as catalogue_router
 from stockyard.inventory.ledger import maintenance
 from stockyard.inventory.ledger.endpoints import router as ledger_router
 from stockyard.inventory.reservations.endpoints import router as reservations_router
+from stockyard.operations.endpoints import router as operations_router
 from stockyard.tenants.limits import TenantLimits
 from stockyard.webhooks.dispatcher import Dispatcher
 from stockyard.webhooks.endpoints import router as webhooks_router
@@ -234,6 +235,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router)
     app.include_router(webhooks_router)
     app.include_router(audit_router)
+    app.include_router(operations_router)
     app.include_router(metrics_router)
     app.include_router(console_router)
     return app

@@ -20,6 +20,8 @@ class Scope(StrEnum):
     AUDIT_READ = "audit:read"
     WEBHOOKS_ADMIN = "webhooks:admin"
     SUPPORT_READ = "support:read"
+    # Everything the tenant owns, in one download: owners only.
+    TENANT_EXPORT = "tenant:export"
 
 
 _ADMIN_SCOPES = frozenset(
@@ -37,7 +39,7 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.VIEWER: frozenset({Scope.INVENTORY_READ}),
     Role.MEMBER: frozenset({Scope.INVENTORY_READ, Scope.INVENTORY_WRITE}),
     Role.ADMIN: _ADMIN_SCOPES,
-    Role.OWNER: _ADMIN_SCOPES,
+    Role.OWNER: _ADMIN_SCOPES | {Scope.TENANT_EXPORT},
 }
 
 

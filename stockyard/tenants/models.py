@@ -20,3 +20,6 @@ class Tenant(Base):
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Marked deleted: no sign-in, no token; erased with all its rows after `erase_after`.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    erase_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

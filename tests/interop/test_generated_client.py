@@ -4,9 +4,11 @@ flow, with no hand-written HTTP: what an integrator who trusts our document gets
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -37,7 +39,11 @@ def generated(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
     document = root / "openapi.json"
     document.write_bytes(httpx.get(f"{live.url}/openapi.json").content)
     config = root / "config.yaml"
-    config.write_text(f"package_name_override: {PACKAGE}\npost_hooks: []\n")
+    # A zip download is binary to the generator once told so, as an integrator would tell it.
+    config.write_text(
+        f"package_name_override: {PACKAGE}\npost_hooks: []\n"
+        "content_type_overrides:\n  application/zip: application/octet-stream\n"
+    )
     run = subprocess.run(
         [
             str(Path(sys.executable).with_name("openapi-python-client")),
@@ -95,6 +101,7 @@ def test_generated_client_runs_the_inventory_flow(generated: Path, live: LiveSer
             ("reservations", "commit_reservation"),
             ("ledger", "read_stock"),
             ("ledger", "list_movements"),
+            ("tenant", "export_tenant"),
         ]
     }
     slug = f"gen-{uuid.uuid4().hex[:8]}"
@@ -233,6 +240,13 @@ def test_generated_client_runs_the_inventory_flow(generated: Path, live: LiveSer
         + [models.MovementKind.TRANSFER_OUT, models.MovementKind.TRANSFER_IN]
         + [models.MovementKind.RESERVATION_COMMIT]
     )
+
+    # The owner downloads the tenant's export as the generated client's File.
+    export = api["export_tenant"].sync(client=client)
+    assert not isinstance(export, models.ErrorEnvelope) and export is not None
+    with zipfile.ZipFile(export.payload) as archive:
+        counts = json.loads(archive.read("manifest.json"))["counts"]
+    assert counts["movement"] == len(kinds) and counts["tenant"] == 1
 
     revoked = api["revoke_token"].sync(
         client=anonymous, body=models.RevokeTokenForm(token=token.access_token)

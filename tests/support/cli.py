@@ -16,6 +16,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
     return {
         "STOCKYARD_DATABASE_URL": settings.database_url,
         "STOCKYARD_REDIS_URL": settings.redis_url,
+        "STOCKYARD_REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "STOCKYARD_SECRET_KEY": settings.secret_key.get_secret_value(),
         "STOCKYARD_LOG_LEVEL": "WARNING",
         # Operators run the CLI with the server's settings; rotation timing depends on these.

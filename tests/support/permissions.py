@@ -133,6 +133,7 @@ PUBLIC = dict.fromkeys(PRINCIPALS, 200)
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(PUBLIC),
     ("GET", "/livez"): Row(PUBLIC),
+    ("GET", "/api/v1/tenant/export"): Row(_statuses(200, allowed={"owner"})),
     ("GET", "/.well-known/jwks.json"): Row(PUBLIC),
     ("GET", "/.well-known/oauth-authorization-server"): Row(PUBLIC),
     ("POST", "/api/v1/tenants"): Row(

@@ -1,0 +1,1 @@
+"""Operating Stockyard: a tenant's data exported or erased on request, and backups."""
