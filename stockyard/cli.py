@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stockyard import __version__
 from stockyard.core import tenancy
 from stockyard.core.bootstrap import ConfigurationError, Runtime, load_settings, start_runtime
-from stockyard.core.database import app_url, create_engine, create_sessionmaker, owner_url
+from stockyard.core.database import (
+    app_url,
+    create_engine,
+    create_sessionmaker,
+    owner_url,
+    to_libpq_dsn,
+)
 from stockyard.core.logging import configure_logging
 from stockyard.core.settings import Settings
 from stockyard.migrations.runner import migrate
@@ -572,6 +578,92 @@ def worker() -> None:
         if runtime.settings.should_migrate_on_start:
             migrate(runtime.settings)
         asyncio.run(run(runtime.settings))
+
+
+@app.command()
+def backup(
+    path: Annotated[Path, typer.Argument(help="The backup file to write.", dir_okay=False)],
+) -> None:
+    """Back up the whole database (pg_dump, one consistent snapshot, while the API serves).
+    The secret key is not in the backup: keep STOCKYARD_SECRET_KEY apart; restoring needs it."""
+    from stockyard.migrations import backup as backups
+
+    with _runtime() as runtime:
+        dsn = to_libpq_dsn(owner_url(runtime.settings))
+        try:
+            manifest = asyncio.run(
+                backups.write_backup(
+                    dsn, runtime.settings, path, lambda table: typer.echo(f"dumping {table}")
+                )
+            )
+        except backups.BackupError as exc:
+            typer.echo(f"stockyard: {exc}", err=True)
+            raise typer.Exit(1) from None
+    rows = manifest["rows"]
+    typer.echo(
+        f"backed up {manifest['tenants']} tenants, {sum(rows.values())} rows "
+        f"({rows.get('movement', 0)} movements) to {path} ({path.stat().st_size} bytes)"
+    )
+    typer.echo("the secret key is NOT in the backup: restoring needs the same STOCKYARD_SECRET_KEY")
+
+
+@app.command()
+def restore(
+    path: Annotated[Path, typer.Argument(help="A file `stockyard backup` wrote.", exists=True)],
+    force: Annotated[
+        bool, typer.Option("--force", help="Restore over a database that holds tables.")
+    ] = False,
+) -> None:
+    """Restore a backup into an empty database (the embedded one of an empty
+    STOCKYARD_DATA_DIR, or STOCKYARD_DATABASE_URL's), migrate it to this version, check that
+    every balance equals its ledger, and print what came back."""
+    from stockyard.inventory.ledger import maintenance
+    from stockyard.migrations import backup as backups
+
+    settings = load_settings()
+    try:
+        manifest = backups.read_manifest(path)
+        backups.check_key(manifest, settings)
+    except backups.BackupError as exc:
+        typer.echo(f"stockyard: {exc}", err=True)
+        raise typer.Exit(1) from None
+    assert settings.secret_key is not None
+    with _runtime() as runtime:
+        dsn = to_libpq_dsn(owner_url(runtime.settings))
+        try:
+            if asyncio.run(backups.tables_in(dsn)) and not force:
+                raise backups.BackupError(
+                    "the target database is not empty; restore into an empty one, or pass --force "
+                    "to replace what it holds"
+                )
+            asyncio.run(
+                backups.restore_dump(
+                    dsn, path, clean=force, progress=lambda table: typer.echo(f"restoring {table}")
+                )
+            )
+        except backups.BackupError as exc:
+            typer.echo(f"stockyard: {exc}", err=True)
+            raise typer.Exit(1) from None
+        if runtime.embedded.database_url:
+            # The restored install runs with the key its signing keys are sealed with.
+            key_file = runtime.settings.data_dir / "secret_key"
+            key_file.write_text(settings.secret_key.get_secret_value() + "\n")
+            key_file.chmod(0o600)
+        migrate(runtime.settings)
+        drift = _with_owner_session(
+            runtime, lambda session: maintenance.find_drift(session, tenant_slug=None)
+        )
+        facts = asyncio.run(backups.database_facts(dsn))
+    rows = facts.rows
+    typer.echo(
+        f"restored {facts.tenants} tenants, {sum(rows.values())} rows "
+        f"({rows.get('movement', 0)} movements, {rows.get('audit_event', 0)} audit events); "
+        f"schema {manifest['schema_revision']} -> {facts.schema_revision}"
+    )
+    if drift:
+        typer.echo(f"stockyard: {len(drift)} balances disagree with their ledger", err=True)
+        raise typer.Exit(1)
+    typer.echo("check: every balance equals its ledger and its active reservations")
 
 
 @app.command()
