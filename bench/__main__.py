@@ -493,6 +493,10 @@ if __name__ == "__main__":
         from bench import pooler
 
         pooler.main(sys.argv[2:])
+    elif sys.argv[1:2] == ["backup"]:
+        from bench import backup
+
+        backup.main(sys.argv[2:])
     elif sys.argv[1:2] == ["console"]:
         from bench import console
 

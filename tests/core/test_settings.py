@@ -64,6 +64,10 @@ def test_compose_wires_api_to_postgres_and_redis_with_known_settings() -> None:
     assert services["api"]["environment"]["STOCKYARD_MIGRATE_ON_START"] == "false"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "USER stockyard" in dockerfile and '"stockyard", "serve"' in dockerfile
+    # `stockyard backup` needs a pg_dump no older than compose's PostgreSQL (trixie's is 17).
+    compose_major = int(compose["services"]["postgres"]["image"].split(":")[1])
+    assert "postgresql-client" in dockerfile and "slim-trixie" in dockerfile
+    assert compose_major <= 17
 
 
 def test_readme_configuration_table_lists_every_setting() -> None:
