@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stockyard import __version__
@@ -261,17 +262,19 @@ def tenants_export(
     """Write every row the tenant owns to a zip of JSON Lines (one file per table, and a
     manifest of counts), read as the app role under row-level security as that tenant."""
     from stockyard.operations import service as operations
-    from stockyard.tenants import repository as tenant_repository
 
     async def work(
         app_sessions: async_sessionmaker[AsyncSession], _: async_sessionmaker[AsyncSession]
     ) -> dict[str, int] | None:
         async with app_sessions() as session, session.begin():
-            tenant_id = await tenant_repository.tenant_id_for_slug(session, slug)
-        if tenant_id is None:
+            found = await operations.tenant_by_slug(session, slug)
+        if found is None:
             return None
+        tenant_id = found.id
         partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as out:
+        # Personal data (users' emails, the audit trail): readable by the operator alone.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
             async for chunk in operations.export_tenant(app_sessions, tenant_id):
                 out.write(chunk)
         partial.replace(path)
@@ -299,10 +302,9 @@ def tenants_delete(
 ) -> None:
     """Delete a tenant: sign-ins and tokens stop at once; its rows are erased after the grace
     period (by `stockyard tenants purge`), or now with --now."""
-    from stockyard.auth.limiter import RateLimiter
+    from stockyard.auth.limiter import RateLimiter, ServiceState
     from stockyard.core.redis import create_redis
     from stockyard.operations import service as operations
-    from stockyard.tenants import repository as tenant_repository
 
     async def work(
         app_sessions: async_sessionmaker[AsyncSession],
@@ -310,9 +312,11 @@ def tenants_delete(
     ) -> dict[str, int] | None:
         settings = runtime.settings
         async with app_sessions() as session, session.begin():
-            tenant_id = await tenant_repository.tenant_id_for_slug(session, slug)
-        if tenant_id is None:
+            found = await operations.tenant_by_slug(session, slug)
+        if found is None:
             return None
+        tenant_id = found.id
+        # Deleting again is safe: a shorter grace (or --now) applies, revocations are resent.
         deletion = await operations.mark_deleted(
             owner_sessions, tenant_id, grace_seconds=0 if now else int(grace_days * 86400)
         )
@@ -329,6 +333,14 @@ def tenants_delete(
             await limiter.revoke(deletion.sessions_revoked)
         finally:
             await redis.aclose()
+        if limiter.state is ServiceState.DOWN:
+            typer.echo(
+                f"stockyard: Redis is unreachable: API nodes may accept {slug}'s tokens for up "
+                f"to {settings.access_token_ttl_seconds + 60} s. Run this command again "
+                "once Redis answers.",
+                err=True,
+            )
+            raise typer.Exit(1)
         typer.echo(f"{slug}: deleted; {len(deletion.sessions_revoked)} sessions revoked")
         if not now:
             return {}
@@ -368,15 +380,25 @@ def tenants_purge() -> None:
             due = await operations.due_for_erasure(session)
         erased = []
         for tenant_id, slug in due:
-            await operations.erase_tenant(owner_sessions, tenant_id)
-            erased.append((slug, await operations.rows_left(owner_sessions, tenant_id)))
+            try:
+                await operations.erase_tenant(owner_sessions, tenant_id)
+                erased.append((slug, await operations.rows_left(owner_sessions, tenant_id)))
+            except Exception as exc:  # one tenant's failure must not stop the others' erasure
+                erased.append((slug, {f"failed: {type(exc).__name__}": 1}))
         return erased
 
     with _runtime() as runtime:
         erased = _with_sessionmakers(runtime, work)
+    failed = []
     for slug, left in erased:
-        _report_erased(slug, left)
-    typer.echo(f"{len(erased)} tenants erased")
+        try:
+            _report_erased(slug, left)
+        except typer.Exit:
+            failed.append(slug)
+    typer.echo(f"{len(erased) - len(failed)} tenants erased")
+    if failed:
+        typer.echo(f"stockyard: not erased, run purge again: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
 
 
 @keys_app.command("rotate")
@@ -619,11 +641,20 @@ def restore(
     every balance equals its ledger, and print what came back."""
     from stockyard.inventory.ledger import maintenance
     from stockyard.migrations import backup as backups
+    from stockyard.migrations.runner import known_revisions
 
     settings = load_settings()
+    key_file = settings.data_dir / "secret_key"
+    if settings.secret_key is None and settings.database_url is None and key_file.exists():
+        # An embedded install restored over itself (--force) keeps its own key file.
+        settings = settings.model_copy(
+            update={"secret_key": SecretStr(key_file.read_text().strip())}
+        )
+        os.environ["STOCKYARD_SECRET_KEY"] = key_file.read_text().strip()
     try:
         manifest = backups.read_manifest(path)
         backups.check_key(manifest, settings)
+        backups.check_revision(manifest, known_revisions())
     except backups.BackupError as exc:
         typer.echo(f"stockyard: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -647,8 +678,9 @@ def restore(
         if runtime.embedded.database_url:
             # The restored install runs with the key its signing keys are sealed with.
             key_file = runtime.settings.data_dir / "secret_key"
-            key_file.write_text(settings.secret_key.get_secret_value() + "\n")
-            key_file.chmod(0o600)
+            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(settings.secret_key.get_secret_value() + "\n")
         migrate(runtime.settings)
         drift = _with_owner_session(
             runtime, lambda session: maintenance.find_drift(session, tenant_slug=None)

@@ -183,6 +183,8 @@ async def password_grant(
             )
         raise InvalidGrant("The email, password or tenant is wrong.")
     async with tenancy.tenant_transaction(sessionmaker, tenant_id) as session:
+        if not await tenant_repository.share_lock_live_tenant(session, tenant_id):
+            raise InvalidGrant("The email, password or tenant is wrong.")
         current = await auth_repository.lock_user_for_session(session, user.id)
         if current is None or not current.is_active or current.password_hash != user.password_hash:
             raise InvalidGrant("The account changed while signing in; sign in again.")

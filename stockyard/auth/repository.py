@@ -179,11 +179,12 @@ async def revoke_families(
         )
     )
     if revoked:
-        await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.family_id.in_(revoked), RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=func.now())
+        tokens = update(RefreshToken).where(
+            RefreshToken.family_id.in_(revoked), RefreshToken.revoked_at.is_(None)
         )
+        if tenant_id is not None:
+            tokens = tokens.where(RefreshToken.tenant_id == tenant_id)
+        await session.execute(tokens.values(revoked_at=func.now()))
     return revoked
 
 

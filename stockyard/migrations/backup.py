@@ -57,8 +57,10 @@ def key_fingerprint(secret_key: str) -> str:
     ]
 
 
-def _major(version_output: str) -> int:
-    found = re.search(r"(\d+)(?:\.\d+)?", version_output.split(")")[-1])
+def tool_major(version_output: str) -> int:
+    """The major version in a tool's `--version` line: `pg_dump (PostgreSQL) 16.2`, or a
+    distribution's `pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)`."""
+    found = re.search(r"\(PostgreSQL\)\s+(\d+)", version_output)
     if not found:
         raise BackupError(f"cannot read a PostgreSQL version from {version_output!r}")
     return int(found.group(1))
@@ -84,8 +86,8 @@ def pg_tool(name: str, server_major: int) -> Path:
         output = subprocess.run(
             [str(candidate), "--version"], capture_output=True, text=True, check=True
         ).stdout
-        found.append((candidate, _major(output)))
-        if _major(output) >= server_major:
+        found.append((candidate, tool_major(output)))
+        if tool_major(output) >= server_major:
             return candidate
     seen = ", ".join(f"{path} ({major})" for path, major in found) or "none"
     raise BackupError(
@@ -217,6 +219,8 @@ async def write_backup(
                 }
                 (Path(work) / MANIFEST_MEMBER).write_text(json.dumps(manifest, indent=2) + "\n")
                 partial = Path(work) / "backup.tar"
+                # It holds every tenant's data and password hashes: the operator's eyes only.
+                partial.touch(mode=0o600)
                 with tarfile.open(partial, "w") as archive:
                     archive.add(Path(work) / MANIFEST_MEMBER, arcname=MANIFEST_MEMBER)
                     archive.add(dump, arcname=DUMP_MEMBER)
@@ -269,6 +273,30 @@ async def tables_in(dsn: str) -> int:
         await connection.close()
 
 
+def check_revision(manifest: dict[str, Any], known: list[str]) -> None:
+    """A backup from a newer Stockyard than this one cannot be migrated: refused before
+    anything is touched."""
+    revision = manifest.get("schema_revision")
+    if revision not in known:
+        raise BackupError(
+            f"this backup is at schema revision {revision}, which this Stockyard does not know "
+            "(it is newer): restore it with the version that took it, or a later one"
+        )
+
+
+async def empty_schema(dsn: str) -> None:
+    """`--force`: the target's tables, functions and types go, whatever their revision, so
+    the backup comes back as it was rather than merged into what was there."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():
+            await connection.execute("DROP SCHEMA public CASCADE")
+            await connection.execute("CREATE SCHEMA public")
+            await connection.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+    finally:
+        await connection.close()
+
+
 async def ensure_roles(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
@@ -295,10 +323,13 @@ async def grant_connect(dsn: str) -> None:
 async def restore_dump(
     dsn: str, path: Path, *, clean: bool, progress: Callable[[str], None]
 ) -> None:
-    """pg_restore into the database, in one transaction: a failure leaves it as it was."""
+    """pg_restore into the database, in one transaction: a failure leaves the (empty)
+    target as it was. With `clean`, the target's schema is emptied first."""
     facts = await database_facts(dsn)
     restore_tool = pg_tool("pg_restore", facts.server_major)
     await ensure_roles(dsn)
+    if clean:
+        await empty_schema(dsn)
     target, env = _libpq(dsn)
     with tempfile.TemporaryDirectory(prefix="stockyard-restore-") as work:
         with tarfile.open(path, "r") as archive:
@@ -307,8 +338,6 @@ async def restore_dump(
             str(restore_tool), "--single-transaction", "--exit-on-error", "--verbose",
             f"--dbname={target}", str(Path(work) / DUMP_MEMBER),
         ]  # fmt: skip
-        if clean:
-            command[1:1] = ["--clean", "--if-exists"]
         await _run_with_progress(
             command, env, progress, r'processing data for table "?public\.([^" ]+)'
         )

@@ -63,3 +63,12 @@ async def _after_upgrade(settings: Settings, url: URL) -> None:
             )
     finally:
         await engine.dispose()
+
+
+def known_revisions() -> list[str]:
+    """Every schema revision this Stockyard's migrations know (a backup from any of them can
+    be restored and migrated to head)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    return [revision.revision for revision in script.walk_revisions()]

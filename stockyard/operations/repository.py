@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -105,6 +106,37 @@ async def delete_rows_of(
         f"DELETE FROM {_quoted(table)} WHERE {_quoted(column)} = $1", tenant_id
     )
     return int(status.split()[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class TenantState:
+    id: uuid.UUID
+    deleted_at: datetime | None
+
+
+async def tenant_by_slug(session: AsyncSession, slug: str) -> TenantState | None:
+    row = await fetch_one(
+        session, "SELECT id, deleted_at FROM stockyard_tenant_by_slug(:slug)", {"slug": slug}
+    )
+    return None if row is None else TenantState(row["id"], row["deleted_at"])
+
+
+async def lock_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Taken first by a deletion: a sign-in that share-locks the row either commits before
+    (and its session is revoked with the others) or waits and sees the tenant deleted."""
+    await fetch(
+        session, "SELECT id FROM tenant WHERE id = :tenant_id FOR UPDATE", {"tenant_id": tenant_id}
+    )
+
+
+async def disable_webhooks(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """A deleted tenant's data stops leaving: its endpoints get no more deliveries."""
+    await fetch(
+        session,
+        "UPDATE webhook_endpoint SET enabled = false, disabled_reason = 'tenant_deleted' "
+        "WHERE tenant_id = :tenant_id AND enabled",
+        {"tenant_id": tenant_id},
+    )
 
 
 async def mark_deleted(session: AsyncSession, tenant_id: uuid.UUID, grace_seconds: int) -> None:

@@ -135,7 +135,9 @@ async def mark_deleted(
     session and client revoked, erasable after the grace period; filed in the platform's own
     audit log. The caller tells Redis of the revoked sessions (this has committed)."""
     async with tenancy.tenant_transaction(sessionmaker, tenant_id) as session:
+        await repository.lock_tenant(session, tenant_id)
         await repository.mark_deleted(session, tenant_id, grace_seconds)
+        await repository.disable_webhooks(session, tenant_id)
         # The tenant is named in every statement: the owner is not bound by row-level security.
         families = await auth_repository.revoke_families(
             session, tenant_id=tenant_id, reason="tenant_deleted"
@@ -234,3 +236,8 @@ async def rows_left(
 
 async def due_for_erasure(session: AsyncSession) -> list[tuple[uuid.UUID, str]]:
     return await repository.tenants_due_for_erasure(session)
+
+
+async def tenant_by_slug(session: AsyncSession, slug: str) -> repository.TenantState | None:
+    """A tenant by slug for the operator's commands, deleted or not."""
+    return await repository.tenant_by_slug(session, slug)

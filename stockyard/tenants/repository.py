@@ -31,3 +31,15 @@ async def rate_limit_override(
 
 async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
+
+
+async def share_lock_live_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    """Whether the tenant (the session's own) is not deleted, share-locked until the
+    transaction ends: a deletion, which locks the row first, waits for a sign-in under this
+    lock (and then revokes its session with the others), or makes it see the tenant gone."""
+    deleted = await session.execute(
+        text("SELECT deleted_at FROM tenant WHERE id = :tenant_id FOR SHARE"),
+        {"tenant_id": tenant_id},
+    )
+    row = deleted.first()
+    return row is not None and row.deleted_at is None

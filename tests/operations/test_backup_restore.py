@@ -6,6 +6,7 @@ restored database finds every row the backup counted, and tokens keep their stat
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import secrets
@@ -22,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from stockyard.core.embedded import EmbeddedServices
 from stockyard.core.settings import Settings
+from stockyard.migrations.backup import pg_tool
 from tests.conftest import make_settings, running_app
 from tests.support.helpers import Tenant, bearer, password_login, refresh, signup
 from tests.support.inventory import Inventory
@@ -100,6 +102,36 @@ async def target(services: TestServices, tmp_path: Path) -> AsyncIterator[Target
     await made.drop()
 
 
+async def _as_sql(backup: Path, workdir: Path) -> str:
+    """The dump as the SQL it restores (pg_restore to a file)."""
+    with tarfile.open(backup) as archive:
+        archive.extract("database.pgdump", workdir, filter="data")
+    tool = pg_tool("pg_restore", 0)
+    process = await asyncio.create_subprocess_exec(
+        str(tool), "--file=-", str(workdir / "database.pgdump"), stdout=asyncio.subprocess.PIPE
+    )
+    sql, _ = await process.communicate()
+    assert process.returncode == 0
+    text = sql.decode()
+    assert "signing_key" in text
+    return text
+
+
+def _with_revision(backup: Path, copy: Path, revision: str) -> Path:
+    with tarfile.open(backup) as source, tarfile.open(copy, "w") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member)
+            assert data is not None
+            body = data.read()
+            if member.name == "manifest.json":
+                manifest = json.loads(body)
+                manifest["schema_revision"] = revision
+                body = json.dumps(manifest).encode()
+            member.size = len(body)
+            target.addfile(member, io.BytesIO(body))
+    return copy
+
+
 async def _populate(client: httpx.AsyncClient, tenant: Tenant) -> tuple[str, str]:
     inv = Inventory(client, tenant)
     sku, code = (await inv.product())["sku"], (await inv.location())["code"]
@@ -157,7 +189,9 @@ async def test_a_backup_taken_while_serving_restores_whole_with_tokens_in_their_
         manifest = json.loads(archive.extractfile("manifest.json").read())  # type: ignore[union-attr]
         assert sorted(archive.getnames()) == ["database.pgdump", "manifest.json"]
     assert settings.secret_key is not None
-    assert settings.secret_key.get_secret_value() not in backup.read_bytes().decode("latin-1")
+    assert backup.stat().st_mode & 0o077 == 0
+    # Decompressed to SQL, the dump holds the sealed signing keys and never the key itself.
+    assert settings.secret_key.get_secret_value() not in await _as_sql(backup, tmp_path)
     assert written, "the backup must have run while receipts were being written"
 
     # Without the original key the restore refuses, and touches nothing.
@@ -168,11 +202,29 @@ async def test_a_backup_taken_while_serving_restores_whole_with_tokens_in_their_
         str(backup),
     )
     assert wrong[0] == 1 and "not the key this backup was taken with" in wrong[1]
+    # The restore ends with the ledger check, which finds what the source holds: the suite's
+    # database keeps a balance other tests corrupt on purpose (tests/inventory), so the check
+    # of the source says what the restored copy must say.
+    source_check = await _stockyard(
+        _env(settings, STOCKYARD_DATABASE_URL=services.database_url), "check"
+    )
+    drifted = source_check[1].count("\ndrift tenant=") + source_check[1].startswith("drift ")
     restored = await _stockyard(_env(settings, **destination), "restore", str(backup))
-    assert restored[0] == 0, restored[1]
-    assert "check: every balance equals its ledger" in restored[1]
+    if drifted:
+        assert restored[0] == 1 and f"{drifted} balances disagree" in restored[1], restored[1]
+    else:
+        assert restored[0] == 0, restored[1]
+        assert "check: every balance equals its ledger" in restored[1]
     again = await _stockyard(_env(settings, **destination), "restore", str(backup))
     assert again[0] == 1 and "not empty" in again[1]
+    # --force replaces what the target holds (here: the same backup, restored over itself).
+    forced = await _stockyard(_env(settings, **destination), "restore", "--force", str(backup))
+    assert forced[0] == (1 if drifted else 0), forced[1]
+    assert "restored " in forced[1]
+    # A backup from a newer Stockyard is refused before anything is touched.
+    newer = _with_revision(backup, tmp_path / "newer.backup", "9999")
+    refused = await _stockyard(_env(settings, **destination), "restore", "--force", str(newer))
+    assert refused[0] == 1 and "does not know" in refused[1]
 
     # The API on the restored database, with a Redis namespace of its own: what it knows of
     # tokens comes from the restored PostgreSQL alone.

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from stockyard.core.settings import Settings
+from stockyard.migrations.backup import BackupError, tool_major
 from stockyard.operations.service import NOT_EXPORTED, OMITTED_COLUMNS
 from tests.support.cli import run_cli
 from tests.support.crew import add_client, add_user
@@ -50,7 +51,9 @@ EXPORTED = {
 }
 
 
-async def _populate(client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def _populate(client: httpx.AsyncClient, tenant: Tenant) -> list[str]:
+    """Stock, users, a client and a webhook; returns the secrets they were given (none may
+    appear in an export)."""
     inv = Inventory(client, tenant)
     skus = [(await inv.product())["sku"] for _ in range(3)]
     codes = [(await inv.location())["code"] for _ in range(2)]
@@ -65,13 +68,14 @@ async def _populate(client: httpx.AsyncClient, tenant: Tenant) -> None:
     held = await inv.post("/reservations", {"sku": skus[2], "location": codes[0], "quantity": 2})
     assert held.status_code == 201, held.text
     await add_user(client, tenant, "member")
-    await add_client(client, tenant, ["inventory:read"])
+    _, client_secret, _ = await add_client(client, tenant, ["inventory:read"])
     hook = await client.post(
         "/api/v1/webhooks",
         json={"url": "https://hooks.example.com/export", "events": ["stock.*"]},
         headers=tenant.headers,
     )
     assert hook.status_code == 201, hook.text
+    return [client_secret, hook.json()["secret"], tenant.refresh_token, PASSWORD]
 
 
 async def _counts_as(app_db: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, int]:
@@ -95,6 +99,12 @@ async def _rows_of(owner_db: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[s
         )
         for row in await owner_db.fetch(TENANT_TABLES)
     }
+
+
+def _plain_text(data: bytes) -> str:
+    """Every member of the zip, decompressed: what a reader of the export can see."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return "\n".join(archive.read(name).decode() for name in archive.namelist())
 
 
 def _read_export(data: bytes) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -121,7 +131,7 @@ async def test_an_owner_exports_exactly_their_tenants_rows(
     client: httpx.AsyncClient, app_db: asyncpg.Connection
 ) -> None:
     mine, theirs = await signup(client), await signup(client)
-    await _populate(client, mine)
+    my_secrets = await _populate(client, mine)
     await _populate(client, theirs)
     response = await client.get("/api/v1/tenant/export", headers=mine.headers)
     assert response.status_code == 200, response.text
@@ -138,7 +148,11 @@ async def test_an_owner_exports_exactly_their_tenants_rows(
         assert {row[column] for row in rows} <= {str(mine.id)}, name
         for omitted in OMITTED_COLUMNS.get(name, ()):
             assert all(omitted not in row for row in rows), (name, omitted)
-    assert theirs.slug not in response.content.decode("latin-1")
+    text = _plain_text(response.content)
+    assert theirs.slug not in text and str(theirs.id) not in text and mine.slug in text
+    for secret in my_secrets:
+        assert secret not in text
+    assert "$argon2" not in text
     assert set(manifest["not_exported"]) == set(NOT_EXPORTED)
 
 
@@ -255,3 +269,47 @@ async def test_a_deleted_tenant_is_locked_out_until_its_grace_ends_then_purged(
 async def test_deleting_an_unknown_tenant_says_so(settings: Settings, slug: str) -> None:
     code, output = await run_cli(settings, "tenants", "delete", slug, "--now")
     assert code == 1 and "no tenant" in output
+
+
+def test_pg_tool_versions_are_read_as_distributions_print_them() -> None:
+    assert tool_major("pg_dump (PostgreSQL) 16.2") == 16
+    assert tool_major("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)") == 15
+    assert tool_major("pg_restore (PostgreSQL) 17.5 (Ubuntu 17.5-1.pgdg24.04+1)") == 17
+    with pytest.raises(BackupError):
+        tool_major("something else 12")
+
+
+async def test_a_deleted_tenant_can_be_exported_and_deleted_again_and_redis_failures_say_so(
+    client: httpx.AsyncClient, settings: Settings, owner_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    doomed = await signup(client)
+    await _populate(client, doomed)
+    # Redis away while deleting: PostgreSQL has the revocations, but the command says the
+    # API nodes may not know yet, and fails so the operator runs it again.
+    away = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    code, output = await run_cli(away, "tenants", "delete", doomed.slug)
+    assert code == 1 and "Redis is unreachable" in output
+    assert (
+        await password_login(client, slug=doomed.slug, email=doomed.owner_email)
+    ).status_code == 400
+    hooks = await owner_db.fetch(
+        "SELECT enabled, disabled_reason FROM webhook_endpoint WHERE tenant_id = $1", doomed.id
+    )
+    assert [(h["enabled"], h["disabled_reason"]) for h in hooks] == [(False, "tenant_deleted")]
+    # Exported during its grace period, then deleted again, now for good.
+    target = tmp_path / "doomed.zip"
+    code, output = await run_cli(settings, "tenants", "export", doomed.slug, str(target))
+    assert code == 0, output
+    assert _read_export(target.read_bytes())[0]["counts"]["movement"] >= 6
+    assert target.stat().st_mode & 0o077 == 0
+    code, output = await run_cli(settings, "tenants", "delete", doomed.slug, "--now")
+    assert code == 0, output
+    assert not any((await _rows_of(owner_db, doomed.id)).values())
+
+
+async def test_exports_are_limited_per_tenant(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    statuses = [
+        (await client.get("/api/v1/tenant/export", headers=tenant.headers)).status_code
+        for _ in range(4)
+    ]
+    assert statuses[:2] == [200, 200] and statuses[-1] == 429

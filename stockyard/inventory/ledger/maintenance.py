@@ -65,7 +65,7 @@ async def find_drift(session: AsyncSession, *, tenant_slug: str | None) -> list[
     for tenant_id in tenants:
         async with session.begin_nested():
             await tenancy.set_current_tenant(session, tenant_id)
-            rows = await ledger_repository.drift(session)
+            rows = await ledger_repository.drift(session, tenant_id)
         found += [
             Drift(
                 tenant_id=tenant_id,

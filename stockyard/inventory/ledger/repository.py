@@ -508,22 +508,28 @@ async def tenant_ids(session: AsyncSession) -> list[uuid.UUID]:
     return list(await session.scalars(text("SELECT stockyard_tenant_ids()")))
 
 
-async def drift(session: AsyncSession) -> list[Row[Any]]:
-    """Balances that disagree with their ledger or their active reservations."""
+async def drift(session: AsyncSession, tenant_id: uuid.UUID) -> list[Row[Any]]:
+    """Balances of one tenant that disagree with their ledger or their active reservations.
+    The tenant is named in the statement as well: an operator's superuser connection is not
+    bound by row-level security, and would otherwise report every tenant's drift once per
+    tenant."""
     result = await session.execute(
         text(
             """
             WITH ledger AS (
                 SELECT product_id, location_id, sum(delta) AS on_hand
-                FROM movement GROUP BY product_id, location_id
+                FROM movement WHERE tenant_id = :tenant_id GROUP BY product_id, location_id
             ), held AS (
                 SELECT product_id, location_id, sum(quantity) AS reserved
-                FROM reservation WHERE status = 'active' GROUP BY product_id, location_id
+                FROM reservation WHERE tenant_id = :tenant_id AND status = 'active'
+                GROUP BY product_id, location_id
+            ), own AS (
+                SELECT * FROM balance WHERE tenant_id = :tenant_id
             )
             SELECT p.sku, l.code AS location,
                    coalesce(b.on_hand, 0) AS on_hand, coalesce(g.on_hand, 0) AS ledger_on_hand,
                    coalesce(b.reserved, 0) AS reserved, coalesce(h.reserved, 0) AS held
-            FROM balance b
+            FROM own b
             FULL JOIN ledger g USING (product_id, location_id)
             LEFT JOIN held h USING (product_id, location_id)
             JOIN product p ON p.id = coalesce(b.product_id, g.product_id)
@@ -532,6 +538,7 @@ async def drift(session: AsyncSession) -> list[Row[Any]]:
                OR coalesce(b.reserved, 0) <> coalesce(h.reserved, 0)
             ORDER BY p.sku, l.code
             """
-        )
+        ),
+        {"tenant_id": tenant_id},
     )
     return list(result.all())

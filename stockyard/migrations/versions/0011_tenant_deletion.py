@@ -41,6 +41,12 @@ def upgrade() -> None:
     op.add_column("tenant", sa.Column("erase_after", sa.DateTime(timezone=True)))
     op.execute(f"GRANT SELECT (deleted_at, erase_after) ON tenant TO {DEFINER_ROLE}")
     _replace_lookups(0)
+    # The operator's look-up of a tenant by slug, deleted or not (export during the grace
+    # period, a second `tenants delete`).
+    create_definer_lookup(
+        "stockyard_tenant_by_slug(p_slug text) RETURNS TABLE (id uuid, deleted_at timestamptz)",
+        "SELECT id, deleted_at FROM public.tenant WHERE slug = p_slug",
+    )
     # The purge's own look-up across tenants: which deleted tenants' grace has passed.
     create_definer_lookup(
         "stockyard_tenants_due_for_erasure() RETURNS TABLE (id uuid, slug text)",
@@ -51,6 +57,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION stockyard_tenants_due_for_erasure()")
+    op.execute("DROP FUNCTION stockyard_tenant_by_slug(text)")
     _replace_lookups(1)
     op.execute(f"REVOKE SELECT (deleted_at, erase_after) ON tenant FROM {DEFINER_ROLE}")
     op.drop_column("tenant", "erase_after")
