@@ -23,7 +23,7 @@ from stockyard.console.forms import (
     taken_flash,
     text,
 )
-from stockyard.console.pages import PREFIX, page_url, redirect, render
+from stockyard.console.pages import PAGE_ROWS, PREFIX, console_page, page_url, redirect, render
 from stockyard.console.pipeline import (
     AuditReader,
     ClientsAdmin,
@@ -40,13 +40,6 @@ from stockyard.webhooks.service import Keys
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
-PAGE = 50
-
-
-def _page(paging: PageRequest) -> PageRequest:
-    # The console shows shorter pages than the API's default; the cursor is the API's own.
-    return PageRequest(limit=min(paging.limit, PAGE), cursor=paging.cursor)
-
 
 # Users ------------------------------------------------------------------------------------
 
@@ -61,7 +54,7 @@ async def _users_page(
     notice: str | None = None,
     form: dict[str, str] | None = None,
 ) -> Response:
-    paging = _page(paging)
+    paging = console_page(paging)
     users = await user_service.list_users(
         caller.session,
         role=None,
@@ -107,7 +100,7 @@ async def add_user(request: Request, caller: ConsoleContext, principal: UsersAdm
         return await _users_page(
             request,
             caller,
-            PageRequest(PAGE, None),
+            PageRequest(PAGE_ROWS, None),
             status=problem.status,
             error=problem,
             form=entered,
@@ -136,7 +129,7 @@ async def change_role(
         if problem.status == 404:
             raise
         return await _users_page(
-            request, caller, PageRequest(PAGE, None), status=problem.status, error=problem
+            request, caller, PageRequest(PAGE_ROWS, None), status=problem.status, error=problem
         )
     return await flash_and_redirect(
         request, caller, "/users", notice=f"{user.email} is now {user.role}."
@@ -156,7 +149,7 @@ async def deactivate_user(
         if problem.status == 404:
             raise
         return await _users_page(
-            request, caller, PageRequest(PAGE, None), status=problem.status, error=problem
+            request, caller, PageRequest(PAGE_ROWS, None), status=problem.status, error=problem
         )
     user = await user_service.get_user(caller.session, user_id=user_id)
     return await flash_and_redirect(
@@ -176,7 +169,7 @@ async def _clients_page(
     error: Problem | None = None,
     created: dict[str, Any] | None = None,
 ) -> Response:
-    paging = _page(paging)
+    paging = console_page(paging)
     clients = await client_service.list_clients(
         caller.session, after=instant_cursor(paging.cursor), limit=paging.fetch
     )
@@ -216,7 +209,7 @@ async def add_client(request: Request, caller: ConsoleContext, principal: Client
     except (ValidationError, AppError) as failed:
         problem = await refused(request, caller.session, principal, failed)
         return await _clients_page(
-            request, caller, PageRequest(PAGE, None), status=problem.status, error=problem
+            request, caller, PageRequest(PAGE_ROWS, None), status=problem.status, error=problem
         )
     # The secret goes to the next page once, sealed, for a minute: a reload shows it no more.
     return await flash_and_redirect(
@@ -257,7 +250,7 @@ async def _webhooks_page(
     created: Any = None,
     form: dict[str, str] | None = None,
 ) -> Response:
-    paging = _page(paging)
+    paging = console_page(paging)
     hooks = await webhooks_service.list_endpoints(
         caller.session, after_id=id_cursor(paging.cursor), limit=paging.fetch
     )
@@ -315,7 +308,7 @@ async def add_webhook(
         return await _webhooks_page(
             request,
             caller,
-            PageRequest(PAGE, None),
+            PageRequest(PAGE_ROWS, None),
             status=problem.status,
             error=problem,
             form=entered,
@@ -353,7 +346,7 @@ async def audit_page(
         "since": since or "",
         "until": until or "",
     }
-    paging = _page(paging)
+    paging = console_page(paging)
     try:
         actor = uuid.UUID(actor_id) if actor_id else None
         since_at, until_at = local_instant(since), local_instant(until)

@@ -22,19 +22,18 @@ from stockyard.console.forms import (
     taken_flash,
     text,
 )
-from stockyard.console.pages import PREFIX, page_url, render
+from stockyard.console.pages import PAGE_ROWS, PREFIX, console_page, page_url, render
 from stockyard.console.pipeline import ConsoleCaller, ConsoleContext, InventoryReader
 from stockyard.console.pipeline import InventoryWriter as InventoryWriterPrincipal
 from stockyard.core.dependencies import request_id_of
 from stockyard.core.errors import AppError
-from stockyard.core.pagination import PageRequest, Paging, instant_cursor, text_pair_cursor
+from stockyard.core.pagination import Paging, instant_cursor, text_pair_cursor
 from stockyard.inventory.catalogue import service as catalogue
 from stockyard.inventory.ledger import service as ledger
 from stockyard.inventory.schemas import MovementCreate, MovementKind, TransferCreate
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
-PAGE = 50
 # Location codes suggested by the filters and the movement form (a datalist: any code may be
 # typed), and balances shown on a product's page before it points to the stock table.
 LOCATION_CHOICES = 500
@@ -59,10 +58,6 @@ async def _locations(caller: ConsoleCaller) -> list[Any]:
     )
 
 
-def _page(paging: PageRequest) -> PageRequest:
-    return PageRequest(limit=min(paging.limit, PAGE), cursor=paging.cursor)
-
-
 @router.get("/stock")
 async def stock_page(
     request: Request,
@@ -73,7 +68,7 @@ async def stock_page(
     location: Annotated[str | None, Query(max_length=64)] = None,
     below: Annotated[bool, Query()] = False,
 ) -> Response:
-    paging = _page(paging)
+    paging = console_page(paging)
     rows = await ledger.stock_of_products(
         caller.session,
         sku=None,
@@ -129,7 +124,7 @@ async def product_page(
         start=since,
         end=None,
         after=None,
-        limit=PAGE,
+        limit=PAGE_ROWS,
     )
     return render(
         request,
@@ -159,7 +154,7 @@ async def movements_page(
     start: Annotated[str | None, Query(max_length=32)] = None,
     end: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:
-    paging = _page(paging)
+    paging = console_page(paging)
     filters = {
         "sku": sku or "",
         "location": location or "",

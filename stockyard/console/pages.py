@@ -16,8 +16,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from stockyard.console.sessions import ConsoleSession
 from stockyard.core.dependencies import request_id_of
+from stockyard.core.pagination import PageRequest
 
 PREFIX = "/console"
+# Rows per page: shorter than the API's default page, for people to read.
+PAGE_ROWS = 50
 
 # No inline script or style anywhere: the page's own files only, no framing, no referrer
 # beyond our origin, forms post only to us.
@@ -110,3 +113,8 @@ def safe_next(target: str | None) -> str:
     if ours and target is not None and "\\" not in target and "//" not in target:
         return target
     return PREFIX + "/"
+
+
+def console_page(paging: PageRequest) -> PageRequest:
+    """The page a list shows: at most PAGE_ROWS rows, from the API's own cursor."""
+    return PageRequest(limit=min(paging.limit, PAGE_ROWS), cursor=paging.cursor)
