@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 
@@ -60,6 +59,29 @@ def envelope_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+async def _answer(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    message: str,
+    details: ErrorDetails = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The error as its caller reads it: a page for the console's people, the envelope for
+    everyone else."""
+    if is_console_request(request):
+        return await error_page(request, status=status, message=message, headers=headers)
+    return envelope_response(
+        status=status,
+        code=code,
+        message=message,
+        details=details,
+        request_id=request_id_of(request),
+        headers=headers,
+    )
+
+
 async def _audit_failure(request: Request, exc: AppError) -> None:
     claims = request.scope.get("state", {}).get("claims")
     if not isinstance(claims, AccessClaims):
@@ -96,11 +118,7 @@ async def _app_error(request: Request, exc: Exception) -> Response:
     if exc.status_code >= 500:
         log.warning("service_unavailable", code=exc.code)
     await _audit_failure(request, exc)
-    if is_console_request(request):
-        return await error_page(
-            request, status=exc.status_code, message=exc.message, headers=exc.headers
-        )
-    if isinstance(exc, OAuthError):
+    if isinstance(exc, OAuthError) and not is_console_request(request):
         return oauth_error_response(
             status=exc.status_code,
             error=exc.code,
@@ -108,12 +126,12 @@ async def _app_error(request: Request, exc: Exception) -> Response:
             request_id=request_id_of(request),
             headers=exc.headers,
         )
-    return envelope_response(
+    return await _answer(
+        request,
         status=exc.status_code,
         code=exc.code,
         message=exc.message,
         details=exc.details,
-        request_id=request_id_of(request),
         headers=exc.headers,
     )
 
@@ -246,51 +264,38 @@ def _is_connection_failure(exc: BaseException) -> bool:
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
-    response = await _database_error_envelope(request, exc)
-    if is_console_request(request):
-        body = json.loads(bytes(response.body))
-        return await error_page(
-            request,
-            status=response.status_code,
-            message=body["error"]["message"],
-            headers=dict(response.headers),
-        )
-    return response
-
-
-async def _database_error_envelope(request: Request, exc: Exception) -> JSONResponse:
     state = _sqlstate(exc)
     if state is not None and state.startswith("22"):
         # SQLSTATE class 22, data exception: the input can't be stored as given (a NUL
         # character in text, a number out of range). The client's error, not ours.
-        return envelope_response(
+        return await _answer(
+            request,
             status=422,
             code="validation_error",
             message="The request holds a value the database cannot store "
             "(for example a NUL character in text).",
-            request_id=request_id_of(request),
         )
     if state in CONCURRENCY_FAILURES:
         # The ledger takes its locks in one order, so a deadlock means a writer outside that
         # order; either way the transaction was rolled back whole and is safe to send again.
         log.warning("concurrent_update", sqlstate=state)
-        return envelope_response(
+        return await _answer(
+            request,
             status=503,
             code="concurrent_update",
             message="The request collided with a concurrent change and was not applied; "
             "send it again.",
-            request_id=request_id_of(request),
             headers={"Retry-After": "1"},
         )
     if not _is_connection_failure(exc):
         raise exc
     log.warning("database_unavailable", error=type(exc).__name__)
     error = DatabaseUnavailable()
-    return envelope_response(
+    return await _answer(
+        request,
         status=error.status_code,
         code=error.code,
         message=error.message,
-        request_id=request_id_of(request),
         headers={"Retry-After": "1"},
     )
 

@@ -8,13 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from starlette.datastructures import FormData
 
 from stockyard.auth import grants
 from stockyard.auth.exceptions import InvalidGrant
 from stockyard.auth.guard import client_ip, limit_by_ip
 from stockyard.auth.pipeline import request_transaction
 from stockyard.auth.tokens import verify_access_token
+from stockyard.console.forms import text
 from stockyard.console.pages import PREFIX, SECURITY_HEADERS, redirect, render, safe_next
 from stockyard.console.pages import static_file as find_static_file
 from stockyard.console.pipeline import (
@@ -53,11 +53,6 @@ def _set_cookie(response: Response, settings: Settings, name: str, value: str, a
         httponly=True,
         samesite="lax",
     )
-
-
-def form_text(form: FormData, name: str, limit: int) -> str:
-    value = form.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
 
 
 def _landing(record: ConsoleSession | None) -> str:
@@ -103,10 +98,10 @@ async def sign_in(request: Request) -> Response:
     form = await request.form(**FORM_LIMITS)
     if expected is None or not same_token(form.get("csrf_token"), expected):
         raise CrossSiteRequest("The sign-in form expired; reload the page.")
-    tenant = form_text(form, "tenant", 63).lower()
-    email = form_text(form, "email", 320)
+    tenant = text(form, "tenant", 63).lower()
+    email = text(form, "email", 320)
     password = form.get("password")
-    target = safe_next(form_text(form, "next", 2048))
+    target = safe_next(text(form, "next", 2048))
     address = client_ip(request, settings.trusted_proxies)
     try:
         if not email or not isinstance(password, str) or not password:

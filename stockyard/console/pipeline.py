@@ -203,7 +203,6 @@ def console_require(*scopes: Scope) -> Callable[..., Coroutine[Any, Any, AccessC
     return require(*scopes, principal_from=console_principal)
 
 
-SignedIn = Annotated[AccessClaims, Depends(console_require())]
 InventoryReader = Annotated[AccessClaims, Depends(console_require(Scope.INVENTORY_READ))]
 InventoryWriter = Annotated[AccessClaims, Depends(console_require(Scope.INVENTORY_WRITE))]
 UsersAdmin = Annotated[AccessClaims, Depends(console_require(Scope.USERS_ADMIN))]

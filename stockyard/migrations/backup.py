@@ -98,31 +98,33 @@ def pg_tool(name: str, server_major: int) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseFacts:
-    server_major: int
-    server_version: str
     schema_revision: str | None
     tenants: int
     rows: dict[str, int]
-    tables: int
+
+
+async def server_version(dsn: str) -> tuple[int, str]:
+    """The server's major version (which pg_dump and pg_restore it takes) and full version."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        number = int(await connection.fetchval("SHOW server_version_num"))
+        return number // 10000, str(await connection.fetchval("SHOW server_version"))
+    finally:
+        await connection.close()
 
 
 async def database_facts(dsn: str) -> DatabaseFacts:
-    """What the manifest records and the restore prints: versions, tenants and exact row
-    counts of every table, read by the owner."""
+    """What a restore prints of what came back: the schema revision, tenants and the exact
+    row count of every table, read by the owner."""
     connection = await asyncpg.connect(dsn)
     try:
-        version = await connection.fetchval("SHOW server_version")
-        major = int(await connection.fetchval("SHOW server_version_num")) // 10000
         rows = await _table_counts(connection)
-        tables = list(rows)
         revision = (
             await connection.fetchval("SELECT version_num FROM alembic_version")
-            if "alembic_version" in tables
+            if "alembic_version" in rows
             else None
         )
-        return DatabaseFacts(
-            major, str(version), revision, rows.get("tenant", 0), rows, len(tables)
-        )
+        return DatabaseFacts(revision, rows.get("tenant", 0), rows)
     finally:
         await connection.close()
 
@@ -181,8 +183,9 @@ async def write_backup(
     The manifest's counts and the dump are one snapshot: a transaction exports it, counts in
     it, and pg_dump reads the same one (`--snapshot`), however many writes go on meanwhile."""
     assert settings.secret_key is not None
-    facts = await database_facts(dsn)
-    dump_tool = pg_tool("pg_dump", facts.server_major)
+    # Only the version here: the counts come from inside the dump's own snapshot below.
+    major, version_text = await server_version(dsn)
+    dump_tool = pg_tool("pg_dump", major)
     target, env = _libpq(dsn)
     connection = await asyncpg.connect(dsn)
     try:
@@ -208,7 +211,7 @@ async def write_backup(
                     "created_at": datetime.now(UTC).isoformat(),
                     "stockyard_version": __version__,
                     "schema_revision": revision,
-                    "server_version": facts.server_version,
+                    "server_version": version_text,
                     "pg_dump": dump_version,
                     "tenants": rows.get("tenant", 0),
                     "rows": rows,
@@ -325,8 +328,8 @@ async def restore_dump(
 ) -> None:
     """pg_restore into the database, in one transaction: a failure leaves the (empty)
     target as it was. With `clean`, the target's schema is emptied first."""
-    facts = await database_facts(dsn)
-    restore_tool = pg_tool("pg_restore", facts.server_major)
+    major, _ = await server_version(dsn)
+    restore_tool = pg_tool("pg_restore", major)
     await ensure_roles(dsn)
     if clean:
         await empty_schema(dsn)

@@ -80,12 +80,6 @@ async def stream_rows_as_json(
         yield rows
 
 
-async def count_rows(session: AsyncSession, table: TenantTable) -> int:
-    """Rows of the table visible in this transaction (row-level security decides)."""
-    row = await fetch_one(session, f"SELECT count(*) AS n FROM {_quoted(table.name)}")
-    return int(row["n"]) if row is not None else 0
-
-
 async def count_rows_of(
     session: AsyncSession, table: str, column: str, tenant_id: uuid.UUID
 ) -> int:
