@@ -247,10 +247,13 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 
 def _is_connection_failure(exc: BaseException) -> bool:
-    """The database is unreachable, restarting or shutting down: retryable, so 503."""
+    """The database is unreachable, restarting, shutting down or out of a resource:
+    retryable, so 503."""
     state = _sqlstate(exc)
-    # Class 08: connection exception; class 57: operator intervention (shutdown, starting up).
-    if state is not None and state[:2] in {"08", "57"}:
+    # Class 08: connection exception; class 53: insufficient resources (no connection slot
+    # left, disk or memory full: the server's condition, not the request's); class 57:
+    # operator intervention (shutdown, starting up).
+    if state is not None and state[:2] in {"08", "53", "57"}:
         return True
     # asyncpg's own InterfaceError (a connection that is gone) reaches here from the reads the
     # driver runs directly (core/database.fetch).

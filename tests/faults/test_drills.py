@@ -13,8 +13,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
-from stockyard.core.database import owner_url, to_libpq_dsn
+from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.embedded import EmbeddedServices
 from stockyard.core.settings import Settings
 from stockyard.migrations.runner import migrate
@@ -181,3 +182,39 @@ async def test_sigterm_lets_in_flight_requests_finish(settings: Settings, tmp_pa
     finally:
         if server.returncode is None:
             server.kill()
+
+
+async def test_no_connection_slot_left_is_503_then_recovers(
+    services: TestServices, tmp_path: Path
+) -> None:
+    """PostgreSQL refusing new connections (SQLSTATE 53300, every slot taken) is the server's
+    condition, retryable: 503 database_unavailable, never a 500; the API recovers once slots
+    free up. The cluster is the drill's own, so the limit touches no other test."""
+    database = EmbeddedServices(tmp_path)
+    url = database.start_postgres()
+    try:
+        settings = make_settings(services, database_url=url, db_timeout_seconds=2.0)
+        await asyncio.to_thread(migrate, settings)
+        app_role = make_url(str(app_url(settings))).username
+        owner = await asyncpg.connect(to_libpq_dsn(owner_url(settings)))
+        try:
+            async with running_app(settings) as (_, client):
+                tenant = await signup(client)
+                assert (await client.get("/api/v1/me", headers=tenant.headers)).status_code == 200
+                await owner.execute(f'ALTER ROLE "{app_role}" CONNECTION LIMIT 0')
+                await owner.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                    app_role,
+                )
+                refused = [await client.get("/api/v1/me", headers=tenant.headers) for _ in range(5)]
+                statuses = [response.status_code for response in refused]
+                assert set(statuses) == {503}, statuses
+                for response in refused:
+                    assert response.json()["error"]["code"] == "database_unavailable"
+                    assert response.headers["Retry-After"] == "1"
+                await owner.execute(f'ALTER ROLE "{app_role}" CONNECTION LIMIT -1')
+                assert (await client.get("/api/v1/me", headers=tenant.headers)).status_code == 200
+        finally:
+            await owner.close()
+    finally:
+        database.stop()
