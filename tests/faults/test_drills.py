@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
 from stockyard.core.embedded import EmbeddedServices
@@ -195,7 +194,7 @@ async def test_no_connection_slot_left_is_503_then_recovers(
     try:
         settings = make_settings(services, database_url=url, db_timeout_seconds=2.0)
         await asyncio.to_thread(migrate, settings)
-        app_role = make_url(str(app_url(settings))).username
+        app_role = app_url(settings).username
         owner = await asyncpg.connect(to_libpq_dsn(owner_url(settings)))
         try:
             async with running_app(settings) as (_, client):
