@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -34,7 +35,13 @@ from stockyard.auth.signup_endpoints import router as signup_router
 from stockyard.console.endpoints import router as console_router
 from stockyard.console.sessions import ConsoleSessions
 from stockyard.core import metrics
-from stockyard.core.database import app_url, create_engine, create_sessionmaker, listen_dsn
+from stockyard.core.database import (
+    app_url,
+    create_engine,
+    create_reader_pool,
+    create_sessionmaker,
+    listen_dsn,
+)
 from stockyard.core.errors import PayloadTooLarge
 from stockyard.core.logging import configure_logging
 from stockyard.core.redis import RedisClient, create_redis
@@ -63,6 +70,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    reader_pool: asyncpg.Pool
     redis: RedisClient
     keyring: KeyRing
     limiter: RateLimiter
@@ -85,6 +93,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         engine=engine,
         sessionmaker=sessionmaker,
+        reader_pool=create_reader_pool(app_url(settings), settings),
         redis=redis,
         keyring=KeyRing(
             sessionmaker,
@@ -169,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
         services.install(app)
+        await services.reader_pool  # opens no connection yet (min_size=0)
         await services.keyring.load()
         stopping = asyncio.Event()
         tasks = [
@@ -206,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await services.limiter.drain()
             await services.redis.aclose()
+            await services.reader_pool.close()
             await services.engine.dispose()
 
     app = FastAPI(

@@ -26,6 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from stockyard.core.errors import AppError, PreconditionFailed
 from stockyard.core.settings import APP_ROLE, Settings
+from stockyard.core.tenancy import begin_read_only_in_tenant
 
 
 def to_async_url(url: str | URL) -> URL:
@@ -146,6 +147,77 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+async def _end_open_transaction(connection: asyncpg.Connection) -> None:
+    """What the reader pool does to a connection given back: ends a transaction left open
+    (a request cut off mid-read). Nothing else: a read sets nothing but its transaction-local
+    tenant, so asyncpg's default reset (RESET ALL, UNLISTEN, CLOSE ALL, advisory unlock: one
+    more round trip on every release) has nothing to undo."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
+def create_reader_pool(url: URL, settings: Settings) -> asyncpg.Pool:
+    """The driver's own pool for the hot read routes (`TenantReads`), as the same role as
+    the engine. It opens connections on demand (none at start, so the API starts while the
+    database is away) and replaces one that died on its next checkout. Await it once before
+    use."""
+    pooler = _pooler_arguments(settings)
+    return asyncpg.create_pool(
+        to_libpq_dsn(url),
+        min_size=0,
+        max_size=settings.db_pool_size,
+        max_inactive_connection_lifetime=60.0,
+        reset=_end_open_transaction,
+        timeout=settings.db_timeout_seconds,
+        command_timeout=max(settings.db_timeout_seconds * 6, 30.0),
+        server_settings={"application_name": "stockyard"},
+        **({"statement_cache_size": 0} if pooler else {}),
+    )
+
+
+class TenantReads:
+    """A read-only transaction in one tenant on a connection of the reader pool: what the hot
+    read routes run on, in place of an ORM session whose machinery (session and transaction
+    objects, a greenlet switch per statement, connection events) cost more CPU than the
+    queries. It begins at the first statement, as `BEGIN READ ONLY` and the transaction-local
+    tenant setting in one round trip, so row-level security applies to every statement
+    exactly as it does under a session; READ ONLY makes a write here an error, never a
+    change. `close` commits or rolls back and gives the connection back."""
+
+    __slots__ = ("_connection", "_pool", "_timeout", "tenant_id")
+
+    def __init__(self, pool: asyncpg.Pool, tenant_id: uuid.UUID, *, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._connection: asyncpg.Connection | None = None
+        self.tenant_id = tenant_id
+
+    async def connection(self) -> asyncpg.Connection:
+        if self._connection is None:
+            connection = await self._pool.acquire(timeout=self._timeout)
+            try:
+                await begin_read_only_in_tenant(connection, self.tenant_id)
+            except BaseException:
+                await self._pool.release(connection)
+                raise
+            self._connection = connection
+        return self._connection
+
+    async def close(self, *, commit: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            await connection.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            await self._pool.release(connection)
+
+
+# Where a repository's hot read runs: the request's ORM session, or a read route's
+# `TenantReads`. Both are one transaction scoped to the caller's tenant.
+Reads = AsyncSession | TenantReads
+
+
 # The hot reads skip SQLAlchemy's statement machinery (compilation, result processing, a
 # greenlet switch per statement), which cost more CPU than the queries themselves: they run
 # on the asyncpg connection under the request's session, inside its transaction, so the
@@ -181,21 +253,27 @@ def _positional(sql: str) -> tuple[str, tuple[str, ...]]:
     return _BIND.sub(number, sql), tuple(names)
 
 
+async def _connection_of(reads: Reads) -> asyncpg.Connection:
+    if isinstance(reads, TenantReads):
+        return await reads.connection()
+    return await driver_connection(reads)
+
+
 async def fetch(
-    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+    reads: Reads, sql: str, params: Mapping[str, Any] | None = None
 ) -> list[asyncpg.Record]:
-    """Rows of one statement with `:name` binds, run by the driver in the session's
-    transaction."""
+    """Rows of one statement with `:name` binds, run by the driver in the transaction of
+    `reads` (a session's or a read route's)."""
     statement, names = _positional(sql)
-    connection = await driver_connection(session)
+    connection = await _connection_of(reads)
     return list(await connection.fetch(statement, *((params or {})[name] for name in names)))
 
 
 async def fetch_one(
-    session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None
+    reads: Reads, sql: str, params: Mapping[str, Any] | None = None
 ) -> asyncpg.Record | None:
     statement, names = _positional(sql)
-    connection = await driver_connection(session)
+    connection = await _connection_of(reads)
     return await connection.fetchrow(statement, *((params or {})[name] for name in names))
 
 

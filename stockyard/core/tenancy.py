@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
@@ -63,6 +64,17 @@ def _send_tenant_setting(
     tenant_id = session.info.get(_TENANT_INFO_KEY)
     if tenant_id is not None:
         connection.exec_driver_sql(_SET_TENANT_DRIVER_SQL, (tenant_id,))
+
+
+async def begin_read_only_in_tenant(connection: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    """Begin a read-only transaction on a driver connection, scoped to one tenant, in one
+    round trip: a simple-query batch, so the tenant is written into the text, which only a
+    `uuid.UUID`'s own rendering (hex digits and dashes) may be; anything else is refused."""
+    if not isinstance(tenant_id, uuid.UUID):
+        raise TypeError("a tenant is scoped by its uuid.UUID")
+    await connection.execute(
+        f"BEGIN READ ONLY; SELECT set_config('app.tenant_id', '{tenant_id}', true)"
+    )
 
 
 @asynccontextmanager

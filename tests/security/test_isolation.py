@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
+from stockyard.core.database import TenantReads, fetch
 from stockyard.core.settings import APP_ROLE
 from tests.support.helpers import Tenant
 
@@ -154,6 +155,39 @@ async def test_pooled_connection_has_no_tenant_after_a_request(
     finally:
         for connection in connections:
             await connection.close()
+
+
+@pytest.mark.usefixtures("other_tenant")
+async def test_read_route_transaction_shows_one_tenant_and_writes_nothing(
+    tenant: Tenant, app: object
+) -> None:
+    """The hot read routes' transaction (TenantReads, on the reader pool) is scoped like a
+    session's: its tenant's rows only, and READ ONLY, so a write there fails."""
+    pool = app.state.services.reader_pool  # type: ignore[attr-defined]
+    reads = TenantReads(pool, tenant.id, timeout=5.0)
+    try:
+        tenants = await fetch(reads, "SELECT id FROM tenant")
+        users = await fetch(reads, "SELECT tenant_id FROM app_user")
+        assert [row["id"] for row in tenants] == [tenant.id]
+        assert {row["tenant_id"] for row in users} == {tenant.id}
+        connection = await reads.connection()
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await connection.execute("UPDATE tenant SET name = name")
+    finally:
+        await reads.close(commit=False)
+
+
+async def test_reader_pool_connection_has_no_tenant_after_a_read(
+    client: httpx.AsyncClient, tenant: Tenant, app: object
+) -> None:
+    response = await client.get("/api/v1/stock", headers=tenant.headers)
+    assert response.status_code == 200
+    pool = app.state.services.reader_pool  # type: ignore[attr-defined]
+    assert pool.get_size() >= 1  # the read above ran on this pool
+    async with pool.acquire() as connection:
+        assert not connection.is_in_transaction()
+        value = await connection.fetchval("SELECT current_setting('app.tenant_id', true)")
+        assert value in (None, "")
 
 
 async def test_app_role_is_least_privileged(owner_db: asyncpg.Connection) -> None:

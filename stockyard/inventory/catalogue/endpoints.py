@@ -8,7 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from stockyard.auth.pipeline import READS_INVENTORY, InventoryWriter, TenantSession
+from stockyard.auth.pipeline import (
+    READS_INVENTORY,
+    InventoryReads,
+    InventoryWriter,
+    TenantSession,
+)
 from stockyard.core.pagination import Paging, text_cursor
 from stockyard.core.preconditions import IfMatch, etag, expected_version
 from stockyard.core.responses import AUTHENTICATED, error_responses
@@ -72,16 +77,11 @@ async def list_products(
     return ProductPage(items=[ProductRead.model_validate(p) for p in page], next_cursor=next_cursor)
 
 
-@router.get(
-    "/products/{product_id}",
-    response_model=ProductRead,
-    responses=ITEM,
-    dependencies=[READS_INVENTORY],
-)
+@router.get("/products/{product_id}", response_model=ProductRead, responses=ITEM)
 async def get_product(
-    product_id: uuid.UUID, session: TenantSession, response: Response
+    product_id: uuid.UUID, reads: InventoryReads, response: Response
 ) -> ProductRead:
-    product = await catalogue_service.read_product(session, product_id=product_id)
+    product = await catalogue_service.read_product(reads, product_id=product_id)
     response.headers["ETag"] = etag(product.version)
     return product
 

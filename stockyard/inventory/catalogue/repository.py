@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.core.database import fetch_one
+from stockyard.core.database import Reads, fetch_one
 from stockyard.inventory.models import Location, Product
 from stockyard.inventory.schemas import ProductRead
 
@@ -28,8 +28,8 @@ async def get_product(session: AsyncSession, product_id: uuid.UUID) -> Product |
 _READ_PRODUCT = f"SELECT {', '.join(ProductRead.model_fields)} FROM product WHERE id = :product_id"
 
 
-async def read_product(session: AsyncSession, product_id: uuid.UUID) -> ProductRead | None:
-    row = await fetch_one(session, _READ_PRODUCT, {"product_id": product_id})
+async def read_product(reads: Reads, product_id: uuid.UUID) -> ProductRead | None:
+    row = await fetch_one(reads, _READ_PRODUCT, {"product_id": product_id})
     return None if row is None else ProductRead.model_validate(dict(row))
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from stockyard.auth.pipeline import READS_INVENTORY, InventoryWriter, TenantSession
+from stockyard.auth.pipeline import READS_INVENTORY, InventoryReads, InventoryWriter, TenantSession
 from stockyard.core.dependencies import RequestId
 from stockyard.core.pagination import Paging, instant_cursor, text_pair_cursor
 from stockyard.core.responses import AUTHENTICATED, error_responses
@@ -111,21 +111,16 @@ async def create_transfer(
     return await once.respond(body, run)
 
 
-@router.get(
-    "/stock",
-    response_model=StockPage,
-    responses=READ,
-    dependencies=[READS_INVENTORY],
-)
+@router.get("/stock", response_model=StockPage, responses=READ)
 async def read_stock(
-    session: TenantSession,
+    reads: InventoryReads,
     paging: Paging,
     sku: Annotated[str | None, Query(max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=64)] = None,
     below_reorder_point: Annotated[bool, Query()] = False,
 ) -> StockPage:
     items = await ledger.stock(
-        session,
+        reads,
         sku=sku,
         location=location,
         below_reorder_point=below_reorder_point,

@@ -28,7 +28,7 @@ from sqlalchemy import Row, TextClause, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from stockyard.core.database import execute_many, fetch, fetch_one
+from stockyard.core.database import Reads, execute_many, fetch, fetch_one
 from stockyard.inventory.catalogue.repository import prefix_pattern
 from stockyard.inventory.models import Balance, Movement, Reservation
 from stockyard.inventory.schemas import MovementRead
@@ -382,7 +382,7 @@ _STOCK = """
 
 
 async def stock(
-    session: AsyncSession,
+    reads: Reads,
     *,
     sku: str | None,
     location: str | None,
@@ -410,7 +410,7 @@ async def stock(
         filters.append("AND (p.sku, l.code) > (:after_sku, :after_location)")
         params.update(after_sku=after[0], after_location=after[1])
     # Run by the driver (see core/database.fetch): a stock read is a hot path.
-    return await fetch(session, _STOCK.format(filters=" ".join(filters)), params)
+    return await fetch(reads, _STOCK.format(filters=" ".join(filters)), params)
 
 
 # The net change per time bucket of one product since `since` (future-dated movements land in

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import audit_trail
+from stockyard.core.database import Reads
 from stockyard.core.ids import new_id, new_ids
 from stockyard.core.principal import AccessClaims
 from stockyard.events import service as events_service
@@ -398,7 +399,7 @@ async def history(
 
 
 async def stock(
-    session: AsyncSession,
+    reads: Reads,
     *,
     sku: str | None,
     location: str | None,
@@ -407,7 +408,7 @@ async def stock(
     limit: int,
 ) -> list[StockItem]:
     rows = await stock_of_products(
-        session,
+        reads,
         sku=sku,
         location=location,
         below_reorder_point=below_reorder_point,
@@ -418,7 +419,7 @@ async def stock(
 
 
 async def stock_of_products(
-    session: AsyncSession,
+    reads: Reads,
     *,
     sku: str | None,
     location: str | None,
@@ -429,7 +430,7 @@ async def stock_of_products(
 ) -> list[tuple[StockItem, uuid.UUID]]:
     """Stock rows with the id of each row's product (the console links to its page)."""
     rows = await ledger_repository.stock(
-        session,
+        reads,
         sku=sku,
         location=location,
         below_reorder_point=below_reorder_point,
