@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -30,6 +31,11 @@ async def get_engine(request: Request) -> AsyncEngine:
     return engine
 
 
+async def get_reader_pool(request: Request) -> asyncpg.Pool:
+    reader_pool: asyncpg.Pool = request.app.state.reader_pool
+    return reader_pool
+
+
 async def get_redis(request: Request) -> RedisClient:
     redis: RedisClient = request.app.state.redis
     return redis
@@ -48,5 +54,6 @@ async def get_request_id(request: Request) -> str | None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+ReaderPoolDep = Annotated[asyncpg.Pool, Depends(get_reader_pool)]
 RedisDep = Annotated[RedisClient, Depends(get_redis)]
 RequestId = Annotated[str | None, Depends(get_request_id)]

@@ -49,13 +49,16 @@ REFRESH_REUSE = Counter(
 )
 DB_POOL_IN_USE = Gauge(
     "stockyard_db_pool_connections_in_use",
-    "Database connections checked out of the workers' pools.",
+    "Database connections checked out of the workers' pools, by pool: `sessions` (the ORM "
+    "sessions of most requests) and `reads` (the driver's own pool of the hot read routes).",
+    ["pool"],
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )
 DB_POOL_CAPACITY = Gauge(
     "stockyard_db_pool_connections_max",
-    "Database connections the workers' pools may hold (pool size plus overflow).",
+    "Database connections the workers' pools may hold, by pool (each STOCKYARD_DB_POOL_SIZE).",
+    ["pool"],
     registry=REGISTRY,
 )
 REDIS_FAIL_OPEN = Counter(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from stockyard.auth.pipeline import READS_INVENTORY, InventoryReads, InventoryWriter, TenantSession
+from stockyard.auth.pipeline import InventoryReads, InventoryWriter, TenantSession
 from stockyard.core.dependencies import RequestId
 from stockyard.core.pagination import Paging, instant_cursor, text_pair_cursor
 from stockyard.core.responses import AUTHENTICATED, error_responses
@@ -68,14 +68,9 @@ async def ingest_movements(
     return await once.respond(body, run)
 
 
-@router.get(
-    "/movements",
-    response_model=MovementPage,
-    responses=READ,
-    dependencies=[READS_INVENTORY],
-)
+@router.get("/movements", response_model=MovementPage, responses=READ)
 async def list_movements(
-    session: TenantSession,
+    reads: InventoryReads,
     paging: Paging,
     sku: Annotated[str | None, Query(max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=64)] = None,
@@ -84,7 +79,7 @@ async def list_movements(
     end: Annotated[Instant | None, Query(description="occurred_at < end")] = None,
 ) -> MovementPage:
     movements = await ledger.history(
-        session,
+        reads,
         sku=sku,
         location=location,
         kind=kind,

@@ -334,7 +334,7 @@ _HISTORY = """
 
 
 async def history(
-    session: AsyncSession,
+    reads: Reads,
     *,
     where: MovementFilter,
     after: tuple[datetime, uuid.UUID] | None,
@@ -366,7 +366,7 @@ async def history(
     if after is not None:
         filters.append("AND (m.occurred_at, m.id) > (:after_at, :after_id)")
         params.update(after_at=after[0], after_id=after[1])
-    rows = await fetch(session, _HISTORY.format(filters=" ".join(filters)), params)
+    rows = await fetch(reads, _HISTORY.format(filters=" ".join(filters)), params)
     return [MovementRead.model_validate(dict(row)) for row in rows]
 
 

@@ -382,7 +382,7 @@ async def ingest(
 
 
 async def history(
-    session: AsyncSession,
+    reads: Reads,
     *,
     sku: str | None,
     location: str | None,
@@ -394,7 +394,7 @@ async def history(
 ) -> list[MovementRead]:
     """The ledger, oldest first; an unknown SKU or location code is an empty history."""
     return await ledger_repository.history(
-        session, where=MovementFilter(sku, location, kind, start, end), after=after, limit=limit
+        reads, where=MovementFilter(sku, location, kind, start, end), after=after, limit=limit
     )
 
 
