@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, fields
@@ -205,10 +206,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             tasks.append(asyncio.create_task(dispatcher.run(stopping)))
         metrics.NODE_INFO.labels(settings.node_name, __version__).set(1)
-        log.info("api_started", version=__version__)
+        # What exists by now (modules, routes, schemas, the engine: ~180,000 objects) lives as
+        # long as the app. Frozen, the collector's full passes skip it: one stalls every
+        # request in flight ~7 ms instead of ~100 ms (#15: a history page's p99 at 16
+        # connections fell from ~115 ms to ~25 ms, its CPU per request by ~12 %).
+        gc.collect()
+        gc.freeze()
+        log.info("api_started", version=__version__, frozen_objects=gc.get_freeze_count())
         try:
             yield
         finally:
+            # An app started and stopped in a process that goes on (the tests) leaves its
+            # objects collectable again.
+            gc.unfreeze()
             stopping.set()
             # The dispatcher lets its sends in flight finish, each bounded by its timeout.
             _, pending = await asyncio.wait(tasks, timeout=settings.webhook_timeout_seconds + 10)
