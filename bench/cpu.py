@@ -347,3 +347,48 @@ def report(result: dict[str, Any]) -> None:
                 f"{bulk['cpu_us_per_movement']:.1f} us server CPU per movement"
             )
     print(f"product GET / livez throughput: {result['product_get_over_livez_throughput']:.2f}x")
+    print(f"\n{'goal (#15)':58} {'target':>12} {'now':>10}  met")
+    for label, target, measured, at_most in goals(result):
+        met = measured <= target if at_most else measured >= target
+        bound = f"{'<=' if at_most else '>='} {target:,.1f}"
+        print(f"{label:58} {bound:>12} {measured:10,.2f}  {'yes' if met else 'NO'}")
+
+
+def goals(result: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
+    """The goals of the hot-path work, each with this run's figure: (what, target, measured,
+    whether the target is a ceiling)."""
+    rows = {row["name"]: row for row in result["scenarios"]}
+    history = next(row for name, row in rows.items() if name.startswith("GET /api/v1/movements"))
+    return [
+        (
+            "product GET, CPU ms/request",
+            1.0,
+            rows["GET /api/v1/products/{id}"]["cpu_ms_per_request"],
+            True,
+        ),
+        (
+            "stock read, CPU ms/request",
+            1.2,
+            rows["GET /api/v1/stock?sku="]["cpu_ms_per_request"],
+            True,
+        ),
+        (
+            "receipt, CPU ms/request",
+            2.0,
+            rows["POST /api/v1/movements (receipt)"]["cpu_ms_per_request"],
+            True,
+        ),
+        ("bulk ingest, movements/s end to end", 60_000, result["bulk"]["movements_per_s"], False),
+        (
+            "history page on the large ledger, p99 ms at 16 connections",
+            40.0,
+            history["p99_ms"],
+            True,
+        ),
+        (
+            "product GET throughput / livez throughput",
+            0.2,
+            result["product_get_over_livez_throughput"],
+            False,
+        ),
+    ]
