@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 import asyncpg
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.exc import StaleDataError
 
 from stockyard.core.errors import AppError, PreconditionFailed
@@ -224,15 +226,35 @@ Reads = AsyncSession | TenantReads
 # tenant setting and row-level security apply exactly as they do to every other statement.
 
 
+_DRIVER_CONNECTION_KEY = "stockyard.driver_connection"
+
+
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection of the session's transaction, begun (and scoped to its tenant
     by the after_begin hook) if it was not yet; the session's pending changes are flushed
-    first, so the driver's statements see them."""
+    first, so the driver's statements see them.
+
+    Found once per transaction and kept in the session until that transaction ends: asking
+    the session each time took two greenlet switches and a connection proxy per statement
+    (~10 % of a receipt's CPU, ten statements a receipt)."""
     if session.new or session.dirty or session.deleted:
         await session.flush()
+    known: asyncpg.Connection | None = session.info.get(_DRIVER_CONNECTION_KEY)
+    if known is not None:
+        return known
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    return raw.driver_connection
+    driver: asyncpg.Connection = raw.driver_connection
+    session.info[_DRIVER_CONNECTION_KEY] = driver
+    return driver
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_driver_connection(session: Session, transaction: SessionTransaction) -> None:
+    # Only the outermost transaction gives its connection back (a savepoint keeps it); the
+    # next transaction may run on another one.
+    if transaction.parent is None:
+        session.info.pop(_DRIVER_CONNECTION_KEY, None)
 
 
 _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
