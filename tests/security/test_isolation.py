@@ -9,8 +9,9 @@ import asyncpg
 import httpx
 import pytest
 
-from stockyard.core.database import TenantReads, fetch
+from stockyard.core.database import TenantReads, driver_connection, fetch
 from stockyard.core.settings import APP_ROLE
+from stockyard.core.tenancy import scope_to_tenant
 from tests.support.helpers import Tenant
 
 CATALOG_TENANT_TABLES = """
@@ -155,6 +156,26 @@ async def test_pooled_connection_has_no_tenant_after_a_request(
     finally:
         for connection in connections:
             await connection.close()
+
+
+async def test_driver_statements_follow_the_sessions_transaction_and_its_tenant(
+    tenant: Tenant, other_tenant: Tenant, app: object
+) -> None:
+    """The driver connection a session's statements run on is found once per transaction:
+    after a commit, the next transaction's statements run in that transaction, under its
+    own tenant, not on the connection the first one gave back."""
+    sessionmaker = app.state.services.sessionmaker  # type: ignore[attr-defined]
+    async with sessionmaker() as session:
+        seen = []
+        for owner in (tenant, other_tenant):
+            scope_to_tenant(session, owner.id)
+            first = await driver_connection(session)
+            assert await driver_connection(session) is first
+            seen.append([row["id"] for row in await fetch(session, "SELECT id FROM tenant")])
+            assert first.is_in_transaction()
+            await session.commit()
+            assert not first.is_in_transaction()
+    assert seen == [[tenant.id], [other_tenant.id]]
 
 
 @pytest.mark.usefixtures("other_tenant")
