@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.core.database import Reads, fetch_one
+from stockyard.core.database import Reads, fetch, fetch_one
 from stockyard.inventory.models import Location, Product
 from stockyard.inventory.schemas import ProductRead
 
@@ -49,12 +49,33 @@ class LocationRef:
     archived_at: datetime | None
 
 
-# Every movement, transfer and reservation starts with these two look-ups: the driver runs them.
-async def find_product_by_sku(session: AsyncSession, sku: str) -> ProductRef | None:
-    row = await fetch_one(
-        session, "SELECT id, sku, archived_at FROM product WHERE sku = :sku", {"sku": sku}
+# Every movement, transfer and reservation starts by looking up what it names, on the driver: a
+# product and a location in one round trip (each a left join on its unique key, so either may
+# be missing).
+_PRODUCT_AND_LOCATION = """
+    SELECT p.id AS product_id, p.sku, p.archived_at AS product_archived_at,
+           l.id AS location_id, l.code, l.archived_at AS location_archived_at
+    FROM (VALUES (1)) AS one (n)
+    LEFT JOIN product p ON p.sku = :sku
+    LEFT JOIN location l ON l.code = :code
+"""
+
+
+async def find_product_and_location(
+    session: AsyncSession, sku: str, code: str
+) -> tuple[ProductRef | None, LocationRef | None]:
+    (row,) = await fetch(session, _PRODUCT_AND_LOCATION, {"sku": sku, "code": code})
+    product = (
+        None
+        if row["product_id"] is None
+        else ProductRef(row["product_id"], row["sku"], row["product_archived_at"])
     )
-    return None if row is None else ProductRef(row["id"], row["sku"], row["archived_at"])
+    location = (
+        None
+        if row["location_id"] is None
+        else LocationRef(row["location_id"], row["code"], row["location_archived_at"])
+    )
+    return product, location
 
 
 async def list_products(

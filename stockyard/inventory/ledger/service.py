@@ -156,8 +156,7 @@ async def publish_stock_changes(session: AsyncSession, tenant_id: uuid.UUID) -> 
     await events_service.publish(session, tenant_id, events)
 
 
-async def product_by_sku(session: AsyncSession, sku: str) -> ProductRef:
-    product = await catalogue_repository.find_product_by_sku(session, sku)
+def _movable_product(product: ProductRef | None, sku: str) -> ProductRef:
     if product is None:
         raise ProductNotFound(f"No product with SKU {sku!r}.")
     if product.archived_at is not None:
@@ -165,13 +164,26 @@ async def product_by_sku(session: AsyncSession, sku: str) -> ProductRef:
     return product
 
 
-async def location_by_code(session: AsyncSession, code: str) -> LocationRef:
-    location = await catalogue_repository.find_location_by_code(session, code)
+def _movable_location(location: LocationRef | None, code: str) -> LocationRef:
     if location is None:
         raise LocationNotFound(f"No location with code {code!r}.")
     if location.archived_at is not None:
         raise Archived(f"Location {code!r} is archived.")
     return location
+
+
+async def product_and_location(
+    session: AsyncSession, sku: str, code: str
+) -> tuple[ProductRef, LocationRef]:
+    """The product and location a movement or reservation names, in one round trip; the
+    product is checked first, as when they were looked up one after the other."""
+    product, location = await catalogue_repository.find_product_and_location(session, sku, code)
+    return _movable_product(product, sku), _movable_location(location, code)
+
+
+async def location_by_code(session: AsyncSession, code: str) -> LocationRef:
+    location = await catalogue_repository.find_location_by_code(session, code)
+    return _movable_location(location, code)
 
 
 def new_movement(
@@ -234,8 +246,7 @@ async def record_movement(
     request_id: str | None,
 ) -> MovementResult:
     """Receipt, issue or adjustment: on_hand may never fall below what is reserved."""
-    product = await product_by_sku(session, body.sku)
-    location = await location_by_code(session, body.location)
+    product, location = await product_and_location(session, body.sku, body.location)
     balance = await _change(
         session, principal, product=product, location=location, delta=body.delta
     )
@@ -279,8 +290,7 @@ async def transfer(
     order and can't deadlock."""
     if body.from_location == body.to_location:
         raise SameLocation()
-    product = await product_by_sku(session, body.sku)
-    source = await location_by_code(session, body.from_location)
+    product, source = await product_and_location(session, body.sku, body.from_location)
     target = await location_by_code(session, body.to_location)
     transfer_id = uuid.uuid4()
     legs = sorted([(source, -body.quantity), (target, body.quantity)], key=lambda leg: leg[0].id)

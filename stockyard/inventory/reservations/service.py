@@ -16,10 +16,9 @@ from stockyard.inventory.exceptions import InsufficientStock, ReservationClosed,
 from stockyard.inventory.ledger import repository as ledger_repository
 from stockyard.inventory.ledger.service import (
     balance_read,
-    location_by_code,
     movement_read,
     new_movement,
-    product_by_sku,
+    product_and_location,
     publish_stock_changes,
 )
 from stockyard.inventory.models import Reservation
@@ -52,8 +51,7 @@ async def reserve(
     session: AsyncSession, principal: AccessClaims, *, body: ReservationCreate
 ) -> ReservationResult:
     """Hold stock for a while: never more reserved than on hand."""
-    product = await product_by_sku(session, body.sku)
-    location = await location_by_code(session, body.location)
+    product, location = await product_and_location(session, body.sku, body.location)
     await ledger_repository.expire_reservations_of(session, product.id, location.id)
     balance = await ledger_repository.reserve(
         session, product_id=product.id, location_id=location.id, quantity=body.quantity
