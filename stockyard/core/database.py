@@ -240,7 +240,12 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     if session.new or session.dirty or session.deleted:
         await session.flush()
     known: asyncpg.Connection | None = session.info.get(_DRIVER_CONNECTION_KEY)
-    if known is not None:
+    # Only while the transaction can still run statements: a flush that failed outside a
+    # savepoint rolls it back on the server but leaves it open, inactive, until the caller
+    # rolls back; the session then refuses (PendingRollbackError), and so must we, rather
+    # than run a statement outside any transaction and without its tenant.
+    transaction = session.sync_session.get_transaction()
+    if known is not None and transaction is not None and transaction.is_active:
         return known
     connection = await session.connection()
     raw = await connection.get_raw_connection()

@@ -8,10 +8,12 @@ import uuid
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy.exc import IntegrityError, PendingRollbackError
 
 from stockyard.core.database import TenantReads, driver_connection, fetch
 from stockyard.core.settings import APP_ROLE
 from stockyard.core.tenancy import scope_to_tenant
+from stockyard.inventory.models import Location
 from tests.support.helpers import Tenant
 
 CATALOG_TENANT_TABLES = """
@@ -176,6 +178,27 @@ async def test_driver_statements_follow_the_sessions_transaction_and_its_tenant(
             await session.commit()
             assert not first.is_in_transaction()
     assert seen == [[tenant.id], [other_tenant.id]]
+
+
+async def test_no_driver_statement_runs_after_a_failed_flush_until_rollback(
+    tenant: Tenant, app: object
+) -> None:
+    """A flush that fails outside a savepoint has rolled the transaction back on the server:
+    a driver statement then is refused like any other, never run outside a transaction and
+    without the tenant on the connection kept for it."""
+    sessionmaker = app.state.services.sessionmaker  # type: ignore[attr-defined]
+    async with sessionmaker() as session:
+        scope_to_tenant(session, tenant.id)
+        assert [row["id"] for row in await fetch(session, "SELECT id FROM tenant")] == [tenant.id]
+        code = f"dup-{secrets.token_hex(3)}"
+        for _ in range(2):
+            session.add(Location(tenant_id=tenant.id, id=uuid.uuid4(), code=code, name=code))
+        with pytest.raises(IntegrityError):
+            await session.flush()
+        with pytest.raises(PendingRollbackError):
+            await fetch(session, "SELECT id FROM tenant")
+        await session.rollback()
+        assert [row["id"] for row in await fetch(session, "SELECT id FROM tenant")] == [tenant.id]
 
 
 @pytest.mark.usefixtures("other_tenant")
