@@ -205,6 +205,23 @@ class TenantReads:
             self._connection = connection
         return self._connection
 
+    async def fetch_one_self_scoped(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> asyncpg.Record | None:
+        """A row of one statement that scopes itself to the tenant: it reads through an
+        `*_in_tenant` function, which sets the transaction-local tenant before its query. With
+        no transaction open yet, the statement is its own (implicit, single-statement)
+        transaction: one round trip in place of BEGIN with the tenant, the read and COMMIT.
+        Inside an open one, it runs there like any other."""
+        if self._connection is not None:
+            return await fetch_one(self, sql, params)
+        statement, names = _positional(sql)
+        connection = await self._pool.acquire(timeout=self._timeout)
+        try:
+            return await connection.fetchrow(statement, *((params or {})[name] for name in names))
+        finally:
+            await self._pool.release(connection)
+
     async def close(self, *, commit: bool) -> None:
         connection, self._connection = self._connection, None
         if connection is None:

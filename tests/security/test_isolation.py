@@ -15,6 +15,7 @@ from stockyard.core.settings import APP_ROLE
 from stockyard.core.tenancy import scope_to_tenant
 from stockyard.inventory.models import Location
 from tests.support.helpers import Tenant
+from tests.support.inventory import Inventory
 
 CATALOG_TENANT_TABLES = """
 SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
@@ -219,6 +220,26 @@ async def test_read_route_transaction_shows_one_tenant_and_writes_nothing(
             await connection.execute("UPDATE tenant SET name = name")
     finally:
         await reads.close(commit=False)
+
+
+async def test_the_self_scoped_product_read_sees_its_tenant_only_and_leaves_no_tenant(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, app_db: asyncpg.Connection
+) -> None:
+    """`stockyard_product_in_tenant` (the product GET's one round trip) runs as the app role
+    under row-level security: in one tenant it finds that tenant's product and not another's,
+    and its tenant setting is gone once it returns, with or without a transaction around it."""
+    own = (await Inventory(client, tenant).product())["id"]
+    others = (await Inventory(client, other_tenant).product())["id"]
+    read = "SELECT id FROM stockyard_product_in_tenant($1, $2)"
+    assert await app_db.fetchval(read, tenant.id, uuid.UUID(own)) == uuid.UUID(own)
+    assert await app_db.fetchval(read, tenant.id, uuid.UUID(others)) is None
+    assert not app_db.is_in_transaction()
+    assert await app_db.fetchval("SELECT current_setting('app.tenant_id', true)") in (None, "")
+    async with app_db.transaction():
+        await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(other_tenant.id))
+        assert await app_db.fetchval(read, tenant.id, uuid.UUID(own)) == uuid.UUID(own)
+        setting = await app_db.fetchval("SELECT current_setting('app.tenant_id', true)")
+        assert setting == str(other_tenant.id)
 
 
 async def test_reader_pool_connection_has_no_tenant_after_a_read(

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.core.database import Reads, fetch, fetch_one
+from stockyard.core.database import TenantReads, fetch, fetch_one
 from stockyard.inventory.models import Location, Product
 from stockyard.inventory.schemas import ProductRead
 
@@ -24,12 +24,18 @@ async def get_product(session: AsyncSession, product_id: uuid.UUID) -> Product |
     return await session.scalar(select(Product).where(Product.id == product_id))
 
 
-# A read by id is the hottest route there is: the driver runs it (see core/database.fetch).
-_READ_PRODUCT = f"SELECT {', '.join(ProductRead.model_fields)} FROM product WHERE id = :product_id"
+# A read by id is the hottest route there is: the driver runs it (see core/database.fetch),
+# through the function that scopes it to the tenant itself (migration 0012), one round trip.
+_READ_PRODUCT = (
+    f"SELECT {', '.join(ProductRead.model_fields)} "
+    "FROM stockyard_product_in_tenant(:tenant_id, :product_id)"
+)
 
 
-async def read_product(reads: Reads, product_id: uuid.UUID) -> ProductRead | None:
-    row = await fetch_one(reads, _READ_PRODUCT, {"product_id": product_id})
+async def read_product(reads: TenantReads, product_id: uuid.UUID) -> ProductRead | None:
+    row = await reads.fetch_one_self_scoped(
+        _READ_PRODUCT, {"tenant_id": reads.tenant_id, "product_id": product_id}
+    )
     return None if row is None else ProductRead.model_validate(dict(row))
 
 

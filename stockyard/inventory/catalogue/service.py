@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import audit_trail
-from stockyard.core.database import Reads, insert_unique, save_new_version
+from stockyard.core.database import TenantReads, insert_unique, save_new_version
 from stockyard.core.errors import Conflict, PreconditionFailed
 from stockyard.core.principal import AccessClaims
 from stockyard.events import service as events_service
@@ -65,7 +65,7 @@ async def get_product(session: AsyncSession, *, product_id: uuid.UUID) -> Produc
     return product
 
 
-async def read_product(reads: Reads, *, product_id: uuid.UUID) -> ProductRead:
+async def read_product(reads: TenantReads, *, product_id: uuid.UUID) -> ProductRead:
     """A product as the API shows it (another tenant's id is not found, as everywhere)."""
     product = await catalogue_repository.read_product(reads, product_id)
     if product is None:
