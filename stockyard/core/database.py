@@ -211,7 +211,8 @@ class TenantReads:
         """A row of one statement that scopes itself to the tenant: it reads through an
         `*_in_tenant` function, which sets the transaction-local tenant before its query. With
         no transaction open yet, the statement is its own (implicit, single-statement)
-        transaction: one round trip in place of BEGIN with the tenant, the read and COMMIT.
+        transaction: one round trip in place of BEGIN with the tenant, the read and COMMIT;
+        not READ ONLY then, which the fixed SELECT such a function runs does not need.
         Inside an open one, it runs there like any other."""
         if self._connection is not None:
             return await fetch_one(self, sql, params)

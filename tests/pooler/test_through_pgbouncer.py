@@ -74,7 +74,8 @@ async def test_no_server_connection_carries_a_tenant_between_transactions(
     mine, theirs = Inventory(client, tenant), Inventory(client, other_tenant)
     places = {}
     for inv in (mine, theirs):
-        places[inv] = ((await inv.product())["sku"], (await inv.location())["code"])
+        product = await inv.product()
+        places[inv] = (product["sku"], (await inv.location())["code"], product["id"])
     probe = await asyncpg.connect(
         host=pgbouncer.host,
         port=pgbouncer.port,
@@ -87,11 +88,13 @@ async def test_no_server_connection_carries_a_tenant_between_transactions(
     server_connections: list[int] = []
 
     async def traffic(inv: Inventory) -> None:
-        sku, loc = places[inv]
+        sku, loc, product_id = places[inv]
         while not stop.is_set():
             answer = await inv.move(sku, loc, "receipt", 1)
             assert answer.status_code == 201, answer.text
             assert (await inv.get("/stock", sku=sku)).status_code == 200
+            # The self-scoped product read: its own single-statement transaction.
+            assert (await inv.get(f"/products/{product_id}")).status_code == 200
 
     async def probing() -> None:
         try:

@@ -233,7 +233,7 @@ async def test_the_self_scoped_product_read_sees_its_tenant_only_and_leaves_no_t
     read = "SELECT id FROM stockyard_product_in_tenant($1, $2)"
     assert await app_db.fetchval(read, tenant.id, uuid.UUID(own)) == uuid.UUID(own)
     assert await app_db.fetchval(read, tenant.id, uuid.UUID(others)) is None
-    assert not app_db.is_in_transaction()
+    # Called alone, nothing is left on the connection (a session-wide setting would be).
     assert await app_db.fetchval("SELECT current_setting('app.tenant_id', true)") in (None, "")
     async with app_db.transaction():
         await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(other_tenant.id))
@@ -242,10 +242,17 @@ async def test_the_self_scoped_product_read_sees_its_tenant_only_and_leaves_no_t
         assert setting == str(other_tenant.id)
 
 
+@pytest.mark.parametrize("route", ["stock", "product"])
 async def test_reader_pool_connection_has_no_tenant_after_a_read(
-    client: httpx.AsyncClient, tenant: Tenant, app: object
+    client: httpx.AsyncClient, tenant: Tenant, app: object, route: str
 ) -> None:
-    response = await client.get("/api/v1/stock", headers=tenant.headers)
+    """After a read in a transaction (stock) or a self-scoped statement (the product GET),
+    the reader pool's connections carry no tenant and no open transaction."""
+    if route == "product":
+        product_id = (await Inventory(client, tenant).product())["id"]
+        response = await client.get(f"/api/v1/products/{product_id}", headers=tenant.headers)
+    else:
+        response = await client.get("/api/v1/stock", headers=tenant.headers)
     assert response.status_code == 200
     pool = app.state.services.reader_pool  # type: ignore[attr-defined]
     assert pool.get_size() >= 1  # the read above ran on this pool

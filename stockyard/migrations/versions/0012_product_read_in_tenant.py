@@ -3,9 +3,10 @@ transaction-local tenant and then reads, so the API's hottest route makes one ro
 where BEGIN, the tenant setting, the read and COMMIT made three.
 
 SECURITY INVOKER: it runs as its caller, the app role, under row-level security like any
-other statement of it, and sets only what the app role may set itself. It puts back the
-setting it found before it returns: called alone, its implicit transaction ends with the
-statement, tenant and all; called inside a transaction, it leaves that one's tenant as it was.
+other statement of it, and sets only what the app role may set itself. On success it puts
+back the setting it found before it returns (on an error, the rollback of the transaction or
+savepoint reverts it): called alone, its implicit transaction ends with the statement, tenant
+and all; called inside a transaction, it leaves that one's tenant as it was.
 
 Revision ID: 0012
 Revises: 0011
