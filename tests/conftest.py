@@ -47,6 +47,9 @@ def make_settings(services: TestServices, **overrides: Any) -> Settings:
         # Webhook tests start dispatchers of their own (tests/webhooks); the shared app has
         # none, so no test's deliveries are sent by another test's settings.
         "webhook_dispatch": False,
+        # Tests sweep when they mean to (maintenance.sweep); a sweep on the app's timer raced
+        # the tests of lazy expiry, letting a hold go just before the request meant to.
+        "sweep_interval_seconds": 24 * 3600,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
