@@ -14,7 +14,6 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm.exc import StaleDataError
 
 from stockyard.core.errors import AppError, PreconditionFailed
@@ -216,12 +215,8 @@ class TenantReads:
         Inside an open one, it runs there like any other."""
         if self._connection is not None:
             return await fetch_one(self, sql, params)
-        statement, names = _positional(sql)
-        connection = await self._pool.acquire(timeout=self._timeout)
-        try:
-            return await connection.fetchrow(statement, *((params or {})[name] for name in names))
-        finally:
-            await self._pool.release(connection)
+        async with self._pool.acquire(timeout=self._timeout) as connection:
+            return await connection.fetchrow(*_bound(sql, params))
 
     async def close(self, *, commit: bool) -> None:
         connection, self._connection = self._connection, None
@@ -257,27 +252,23 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     (~10 % of a receipt's CPU, ten statements a receipt)."""
     if session.new or session.dirty or session.deleted:
         await session.flush()
-    known: asyncpg.Connection | None = session.info.get(_DRIVER_CONNECTION_KEY)
-    # Only while the transaction can still run statements: a flush that failed outside a
-    # savepoint rolls it back on the server but leaves it open, inactive, until the caller
-    # rolls back; the session then refuses (PendingRollbackError), and so must we, rather
-    # than run a statement outside any transaction and without its tenant.
+    # Kept with the (outermost) transaction it belongs to, and used only while that same
+    # transaction is the session's and can still run statements: the next transaction may
+    # run on another connection, and a flush that failed outside a savepoint leaves its
+    # transaction open but inactive until the caller rolls back; the session then refuses
+    # (PendingRollbackError), and so must we, rather than run a statement outside any
+    # transaction and without its tenant.
     transaction = session.sync_session.get_transaction()
-    if known is not None and transaction is not None and transaction.is_active:
-        return known
+    known: tuple[SessionTransaction, asyncpg.Connection] | None = session.info.get(
+        _DRIVER_CONNECTION_KEY
+    )
+    if known is not None and known[0] is transaction and transaction.is_active:
+        return known[1]
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
-    session.info[_DRIVER_CONNECTION_KEY] = driver
+    session.info[_DRIVER_CONNECTION_KEY] = (session.sync_session.get_transaction(), driver)
     return driver
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_driver_connection(session: Session, transaction: SessionTransaction) -> None:
-    # Only the outermost transaction gives its connection back (a savepoint keeps it); the
-    # next transaction may run on another one.
-    if transaction.parent is None:
-        session.info.pop(_DRIVER_CONNECTION_KEY, None)
 
 
 _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -298,6 +289,12 @@ def _positional(sql: str) -> tuple[str, tuple[str, ...]]:
     return _BIND.sub(number, sql), tuple(names)
 
 
+def _bound(sql: str, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """The driver's arguments for one statement: its positional text, then its values."""
+    statement, names = _positional(sql)
+    return (statement, *((params or {})[name] for name in names))
+
+
 async def _connection_of(reads: Reads) -> asyncpg.Connection:
     if isinstance(reads, TenantReads):
         return await reads.connection()
@@ -309,17 +306,15 @@ async def fetch(
 ) -> list[asyncpg.Record]:
     """Rows of one statement with `:name` binds, run by the driver in the transaction of
     `reads` (a session's or a read route's)."""
-    statement, names = _positional(sql)
     connection = await _connection_of(reads)
-    return list(await connection.fetch(statement, *((params or {})[name] for name in names)))
+    return list(await connection.fetch(*_bound(sql, params)))
 
 
 async def fetch_one(
     reads: Reads, sql: str, params: Mapping[str, Any] | None = None
 ) -> asyncpg.Record | None:
-    statement, names = _positional(sql)
     connection = await _connection_of(reads)
-    return await connection.fetchrow(statement, *((params or {})[name] for name in names))
+    return await connection.fetchrow(*_bound(sql, params))
 
 
 async def execute_many(session: AsyncSession, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
