@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, PendingRollbackError
 
 from stockyard.core.database import TenantReads, driver_connection, fetch
@@ -172,7 +173,11 @@ async def test_driver_statements_follow_the_sessions_transaction_and_its_tenant(
         seen = []
         for owner in (tenant, other_tenant):
             scope_to_tenant(session, owner.id)
+            # An ORM statement begins the transaction before any driver statement asks.
+            await session.execute(text("SELECT 1"))
+            current = await (await session.connection()).get_raw_connection()
             first = await driver_connection(session)
+            assert first is current.driver_connection
             assert await driver_connection(session) is first
             seen.append([row["id"] for row in await fetch(session, "SELECT id FROM tenant")])
             assert first.is_in_transaction()
