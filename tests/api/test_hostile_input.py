@@ -57,8 +57,17 @@ async def test_a_forged_cursor_is_422_invalid_cursor(
         assert error["request_id"] == response.headers["X-Request-ID"]
 
 
-@pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
-async def test_an_instant_outside_utc_years_is_422_on_single_and_bulk(
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        # The instants the driver would store as -infinity and infinity.
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+    ],
+)
+async def test_an_instant_the_database_cannot_hold_is_422_on_single_and_bulk(
     client: httpx.AsyncClient, tenant: Tenant, occurred_at: str
 ) -> None:
     inv = Inventory(client, tenant)

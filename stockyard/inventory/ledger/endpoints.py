@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from stockyard.auth.pipeline import InventoryReads, InventoryWriter, TenantSession
 from stockyard.core.dependencies import RequestId
 from stockyard.core.pagination import Paging, instant_cursor, text_pair_cursor
+from stockyard.core.rendering import page_response
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant
 from stockyard.idempotency.dependencies import Idempotent
@@ -77,8 +78,8 @@ async def list_movements(
     kind: Annotated[MovementKind | None, Query()] = None,
     start: Annotated[Instant | None, Query(description="occurred_at >= start")] = None,
     end: Annotated[Instant | None, Query(description="occurred_at < end")] = None,
-) -> MovementPage:
-    movements = await ledger.history(
+) -> Response:
+    rows = await ledger.history_documents(
         reads,
         sku=sku,
         location=location,
@@ -88,8 +89,7 @@ async def list_movements(
         after=instant_cursor(paging.cursor),
         limit=paging.fetch,
     )
-    page, next_cursor = paging.cut(movements, lambda m: (m.occurred_at.isoformat(), str(m.id)))
-    return MovementPage(items=page, next_cursor=next_cursor)
+    return page_response(paging, rows, lambda row: (row["occurred_at"].isoformat(), str(row["id"])))
 
 
 @router.post("/transfers", status_code=201, response_model=TransferRead, responses=WRITE)
@@ -113,8 +113,8 @@ async def read_stock(
     sku: Annotated[str | None, Query(max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=64)] = None,
     below_reorder_point: Annotated[bool, Query()] = False,
-) -> StockPage:
-    items = await ledger.stock(
+) -> Response:
+    rows = await ledger.stock_documents(
         reads,
         sku=sku,
         location=location,
@@ -122,5 +122,4 @@ async def read_stock(
         after=text_pair_cursor(paging.cursor),
         limit=paging.fetch,
     )
-    page, next_cursor = paging.cut(items, lambda item: (item.sku, item.location))
-    return StockPage(items=page, next_cursor=next_cursor)
+    return page_response(paging, rows, lambda row: (row["sku"], row["location"]))

@@ -30,9 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from stockyard.core.database import Reads, execute_many, fetch, fetch_one
+from stockyard.core.rendering import DOCUMENT, document_of
 from stockyard.inventory.catalogue.repository import prefix_pattern
 from stockyard.inventory.models import Balance, Movement, Reservation
-from stockyard.inventory.schemas import MovementRead
+from stockyard.inventory.schemas import MovementRead, StockItem
 
 
 @dataclass
@@ -321,16 +322,46 @@ class MovementFilter:
     end: datetime | None
 
 
-_HISTORY = """
-    SELECT m.id, p.sku, l.code AS location, m.product_id, m.location_id, m.delta, m.kind,
-           m.reason, m.reference, m.occurred_at, m.recorded_at, m.request_id, m.actor_id,
-           m.transfer_id
+_MOVEMENTS = """
     FROM movement m
     JOIN product p ON p.tenant_id = m.tenant_id AND p.id = m.product_id
     JOIN location l ON l.tenant_id = m.tenant_id AND l.id = m.location_id
-    WHERE true {filters}
-    ORDER BY m.occurred_at, m.id
-    LIMIT :limit
+"""
+_HISTORY_ORDER = "ORDER BY m.occurred_at, m.id LIMIT :limit"
+_HISTORY = f"""
+    SELECT m.id, p.sku, l.code AS location, m.product_id, m.location_id, m.delta, m.kind,
+           m.reason, m.reference, m.occurred_at, m.recorded_at, m.request_id, m.actor_id,
+           m.transfer_id
+    {_MOVEMENTS}
+    WHERE true {{filters}}
+    {_HISTORY_ORDER}
+"""
+_MOVEMENT_DOCUMENT = document_of(
+    MovementRead,
+    {
+        "id": "m.id",
+        "sku": "p.sku",
+        "location": "l.code",
+        "product_id": "m.product_id",
+        "location_id": "m.location_id",
+        "delta": "m.delta",
+        "kind": "m.kind",
+        "reason": "m.reason",
+        "reference": "m.reference",
+        "occurred_at": "m.occurred_at",
+        "recorded_at": "m.recorded_at",
+        "request_id": "m.request_id",
+        "actor_id": "m.actor_id",
+        "transfer_id": "m.transfer_id",
+    },
+)
+# The same page rendered as the API's JSON (core/rendering.py), with each row's key.
+_HISTORY_DOCUMENTS = f"""
+    SELECT m.occurred_at, m.id, {DOCUMENT}
+    {_MOVEMENTS}
+    {_MOVEMENT_DOCUMENT}
+    WHERE true {{filters}}
+    {_HISTORY_ORDER}
 """
 
 
@@ -338,16 +369,9 @@ _HISTORY = """
 _MOVEMENT_LIST = TypeAdapter(list[MovementRead])
 
 
-async def history(
-    reads: Reads,
-    *,
-    where: MovementFilter,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[MovementRead]:
-    """Movements in (occurred_at, id) order: served by the (tenant_id, product_id,
-    occurred_at, id) index when a product is named, keyset-paginated so deep pages stay cheap.
-    Run by the driver and read straight into the API's shape: a page is up to 500 rows."""
+def _history_filters(
+    where: MovementFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> tuple[str, dict[str, Any]]:
     filters = []
     params: dict[str, Any] = {"limit": limit}
     # The product and location are looked up once per statement (an InitPlan each), so the
@@ -371,23 +395,71 @@ async def history(
     if after is not None:
         filters.append("AND (m.occurred_at, m.id) > (:after_at, :after_id)")
         params.update(after_at=after[0], after_id=after[1])
-    rows = await fetch(reads, _HISTORY.format(filters=" ".join(filters)), params)
+    return " ".join(filters), params
+
+
+async def history(
+    reads: Reads,
+    *,
+    where: MovementFilter,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[MovementRead]:
+    """Movements in (occurred_at, id) order: served by the (tenant_id, product_id,
+    occurred_at, id) index when a product is named, keyset-paginated so deep pages stay cheap.
+    Run by the driver and read straight into the API's shape: a page is up to 500 rows."""
+    filters, params = _history_filters(where, after, limit)
+    rows = await fetch(reads, _HISTORY.format(filters=filters), params)
     return _MOVEMENT_LIST.validate_python([dict(row) for row in rows])
 
 
-_STOCK = """
-    SELECT p.sku, l.code AS location, b.on_hand, b.reserved, p.reorder_point, p.id AS product_id
+async def history_documents(
+    reads: Reads,
+    *,
+    where: MovementFilter,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """`history`'s rows as (occurred_at, id, document): each movement's key, and its JSON as
+    `MovementRead` serializes it."""
+    filters, params = _history_filters(where, after, limit)
+    return await fetch(reads, _HISTORY_DOCUMENTS.format(filters=filters), params)
+
+
+_BALANCES = """
     FROM balance b
     JOIN product p ON p.id = b.product_id
     JOIN location l ON l.id = b.location_id
-    WHERE true {filters}
-    ORDER BY p.sku, l.code
-    LIMIT :limit
+"""
+_STOCK_ORDER = "ORDER BY p.sku, l.code LIMIT :limit"
+_STOCK = f"""
+    SELECT p.sku, l.code AS location, b.on_hand, b.reserved, p.reorder_point, p.id AS product_id
+    {_BALANCES}
+    WHERE true {{filters}}
+    {_STOCK_ORDER}
+"""
+_STOCK_DOCUMENT = document_of(
+    StockItem,
+    {
+        "sku": "p.sku",
+        "location": "l.code",
+        "on_hand": "b.on_hand",
+        "reserved": "b.reserved",
+        "available": "b.on_hand - b.reserved",
+        "reorder_point": "p.reorder_point",
+    },
+)
+# The same page rendered as the API's JSON (core/rendering.py), with each row's key.
+_STOCK_DOCUMENTS = f"""
+    SELECT p.sku, l.code AS location, {DOCUMENT}
+    {_BALANCES}
+    {_STOCK_DOCUMENT}
+    WHERE true {{filters}}
+    {_STOCK_ORDER}
 """
 
 
-async def stock(
-    reads: Reads,
+def _stock_filters(
     *,
     sku: str | None,
     location: str | None,
@@ -395,7 +467,7 @@ async def stock(
     after: tuple[str, str] | None,
     limit: int,
     sku_prefix: str | None = None,
-) -> list[asyncpg.Record]:
+) -> tuple[str, dict[str, Any]]:
     filters = []
     params: dict[str, Any] = {"limit": limit}
     if sku is not None:
@@ -414,8 +486,50 @@ async def stock(
     if after is not None:
         filters.append("AND (p.sku, l.code) > (:after_sku, :after_location)")
         params.update(after_sku=after[0], after_location=after[1])
+    return " ".join(filters), params
+
+
+async def stock(
+    reads: Reads,
+    *,
+    sku: str | None,
+    location: str | None,
+    below_reorder_point: bool,
+    after: tuple[str, str] | None,
+    limit: int,
+    sku_prefix: str | None = None,
+) -> list[asyncpg.Record]:
+    filters, params = _stock_filters(
+        sku=sku,
+        location=location,
+        below_reorder_point=below_reorder_point,
+        after=after,
+        limit=limit,
+        sku_prefix=sku_prefix,
+    )
     # Run by the driver (see core/database.fetch): a stock read is a hot path.
-    return await fetch(reads, _STOCK.format(filters=" ".join(filters)), params)
+    return await fetch(reads, _STOCK.format(filters=filters), params)
+
+
+async def stock_documents(
+    reads: Reads,
+    *,
+    sku: str | None,
+    location: str | None,
+    below_reorder_point: bool,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """`stock`'s rows as (sku, location, document): each row's key, and its JSON as
+    `StockItem` serializes it."""
+    filters, params = _stock_filters(
+        sku=sku,
+        location=location,
+        below_reorder_point=below_reorder_point,
+        after=after,
+        limit=limit,
+    )
+    return await fetch(reads, _STOCK_DOCUMENTS.format(filters=filters), params)
 
 
 # The net change per time bucket of one product since `since` (future-dated movements land in

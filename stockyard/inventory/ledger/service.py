@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import audit_trail
@@ -405,6 +406,43 @@ async def history(
     """The ledger, oldest first; an unknown SKU or location code is an empty history."""
     return await ledger_repository.history(
         reads, where=MovementFilter(sku, location, kind, start, end), after=after, limit=limit
+    )
+
+
+async def history_documents(
+    reads: Reads,
+    *,
+    sku: str | None,
+    location: str | None,
+    kind: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """`history` rendered by the database (core/rendering.py): (occurred_at, id, document)."""
+    return await ledger_repository.history_documents(
+        reads, where=MovementFilter(sku, location, kind, start, end), after=after, limit=limit
+    )
+
+
+async def stock_documents(
+    reads: Reads,
+    *,
+    sku: str | None,
+    location: str | None,
+    below_reorder_point: bool,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """`stock` rendered by the database (core/rendering.py): (sku, location, document)."""
+    return await ledger_repository.stock_documents(
+        reads,
+        sku=sku,
+        location=location,
+        below_reorder_point=below_reorder_point,
+        after=after,
+        limit=limit,
     )
 
 
