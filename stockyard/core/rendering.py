@@ -33,6 +33,8 @@ _AS_IS = (str, int, bool, uuid.UUID)
 
 
 def _column(name: str, annotation: Any, expression: str) -> str:
+    if not name.isidentifier() or name != name.lower():
+        raise TypeError(f"cannot render {name}: a column name is a lower-case identifier")
     kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
     if get_origin(annotation) not in (Union, types.UnionType):
         kinds = [annotation]
@@ -58,6 +60,19 @@ def document_of(model: type[BaseModel], expressions: Mapping[str, str]) -> str:
     if list(expressions) != list(fields):
         raise TypeError(
             f"{model.__name__} is rendered from exactly its fields, in order: {list(fields)}"
+        )
+    # What would make the model's JSON differ from its fields' values, field by field.
+    decorators = model.__pydantic_decorators__
+    reshaped = [f for f in fields.values() if f.alias or f.serialization_alias or f.exclude]
+    if (
+        model.model_computed_fields
+        or decorators.field_serializers
+        or decorators.model_serializers
+        or reshaped
+    ):
+        raise TypeError(
+            f"cannot render {model.__name__}: computed fields, aliases, excluded fields and "
+            "serializers change its JSON beyond its fields' values"
         )
     columns = ", ".join(
         _column(name, fields[name].annotation, expression)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stockyard.core.pagination import Page
 from stockyard.core.schemas import JSON_NUMBER, NO_NUL, TRIMMED, JsonInt, RequestBody
-from stockyard.core.timestamps import Instant
+from stockyard.core.timestamps import StoredInstant
 
 # Large enough for any real stock count, small enough that sums never overflow bigint.
 MAX_QUANTITY = 10**12
@@ -128,7 +128,7 @@ class MovementCreate(RequestBody):
     quantity: JsonInt = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)
     reason: str | None = Text
     reference: str | None = Text
-    occurred_at: Instant | None = None
+    occurred_at: StoredInstant | None = None
 
     @model_validator(mode="after")
     def _check_quantity(self) -> MovementCreate:

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, computed_field, field_serializer
 
 from stockyard.core.database import TenantReads, app_url, to_libpq_dsn
 from stockyard.core.pagination import PageRequest, instant_cursor, text_pair_cursor
@@ -187,6 +187,30 @@ def test_a_model_is_rendered_from_exactly_its_fields_in_order() -> None:
         document_of(Pair, {"id": "t.id"})
 
 
+def test_a_model_whose_json_is_more_than_its_fields_is_refused() -> None:
+    class Computed(BaseModel):
+        n: int
+
+        @computed_field  # type: ignore[prop-decorator]
+        @property
+        def twice(self) -> int:
+            return 2 * self.n
+
+    class Aliased(BaseModel):
+        sku: str = Field(serialization_alias="SKU")
+
+    class Serialized(BaseModel):
+        n: int
+
+        @field_serializer("n")
+        def _as_text(self, n: int) -> str:
+            return str(n)
+
+    for model in (Computed, Aliased, Serialized):
+        with pytest.raises(TypeError, match="change its JSON"):
+            document_of(model, {name: f"t.{name}" for name in model.model_fields})
+
+
 def test_a_field_whose_json_may_differ_is_refused() -> None:
     class Priced(BaseModel):
         price: float
@@ -198,3 +222,42 @@ def test_a_field_whose_json_may_differ_is_refused() -> None:
         document_of(Priced, {"price": "t.price"})
     with pytest.raises(TypeError, match="not one type"):
         document_of(Either, {"value": "t.value"})
+
+
+async def test_a_row_stored_at_an_infinity_renders_its_instant_and_pages_past(
+    inv: Inventory, app_db: asyncpg.Connection
+) -> None:
+    """Before the API refused them, asyncpg stored `0001-01-01T00:00:00Z` and
+    `9999-12-31T23:59:59.999999Z` as -infinity and infinity: such a row reads as the instant
+    the client sent, and a page that ends on it gives a cursor that reaches the rows after."""
+    sku = (await inv.product())["sku"]
+    code = (await inv.location())["code"]
+    await inv.receive(sku, code, 5)
+    async with app_db.transaction():
+        await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(inv.tenant.id))
+        for moment in ("-infinity", "infinity"):
+            # A copy of the receipt, as such a row was written (the ledger only appends).
+            await app_db.execute(
+                """
+                INSERT INTO movement (id, tenant_id, product_id, location_id, delta, kind,
+                                      occurred_at, recorded_at)
+                SELECT gen_random_uuid(), tenant_id, product_id, location_id, delta, kind,
+                       $1::text::timestamptz, recorded_at
+                FROM movement WHERE tenant_id = $2
+                LIMIT 1
+                """,
+                moment,
+                inv.tenant.id,
+            )
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"sku": sku, "limit": 1, **({} if cursor is None else {"cursor": cursor})}
+        response = await inv.get("/movements", **params)
+        assert response.status_code == 200, response.text
+        seen += [item["occurred_at"] for item in response.json()["items"]]
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 3
+    assert seen[0] == "0001-01-01T00:00:00Z" and seen[2] == "9999-12-31T23:59:59.999999Z"

@@ -12,7 +12,7 @@ from stockyard.core.dependencies import RequestId
 from stockyard.core.pagination import Paging, instant_cursor, text_pair_cursor
 from stockyard.core.rendering import page_response
 from stockyard.core.responses import AUTHENTICATED, error_responses
-from stockyard.core.timestamps import Instant
+from stockyard.core.timestamps import Instant, instant_key
 from stockyard.idempotency.dependencies import Idempotent
 from stockyard.inventory.ledger import service as ledger
 from stockyard.inventory.schemas import (
@@ -89,7 +89,9 @@ async def list_movements(
         after=instant_cursor(paging.cursor),
         limit=paging.fetch,
     )
-    return page_response(paging, rows, lambda row: (row["occurred_at"].isoformat(), str(row["id"])))
+    return page_response(
+        paging, rows, lambda row: (instant_key(row["occurred_at"]), str(row["id"]))
+    )
 
 
 @router.post("/transfers", status_code=201, response_model=TransferRead, responses=WRITE)

@@ -322,48 +322,26 @@ class MovementFilter:
     end: datetime | None
 
 
-_MOVEMENTS = """
-    FROM movement m
-    JOIN product p ON p.tenant_id = m.tenant_id AND p.id = m.product_id
-    JOIN location l ON l.tenant_id = m.tenant_id AND l.id = m.location_id
-"""
-_HISTORY_ORDER = "ORDER BY m.occurred_at, m.id LIMIT :limit"
-_HISTORY = f"""
+_HISTORY = """
     SELECT m.id, p.sku, l.code AS location, m.product_id, m.location_id, m.delta, m.kind,
            m.reason, m.reference, m.occurred_at, m.recorded_at, m.request_id, m.actor_id,
            m.transfer_id
-    {_MOVEMENTS}
-    WHERE true {{filters}}
-    {_HISTORY_ORDER}
+    FROM movement m
+    JOIN product p ON p.tenant_id = m.tenant_id AND p.id = m.product_id
+    JOIN location l ON l.tenant_id = m.tenant_id AND l.id = m.location_id
+    WHERE true {filters}
+    ORDER BY m.occurred_at, m.id
+    LIMIT :limit
 """
-_MOVEMENT_DOCUMENT = document_of(
-    MovementRead,
-    {
-        "id": "m.id",
-        "sku": "p.sku",
-        "location": "l.code",
-        "product_id": "m.product_id",
-        "location_id": "m.location_id",
-        "delta": "m.delta",
-        "kind": "m.kind",
-        "reason": "m.reason",
-        "reference": "m.reference",
-        "occurred_at": "m.occurred_at",
-        "recorded_at": "m.recorded_at",
-        "request_id": "m.request_id",
-        "actor_id": "m.actor_id",
-        "transfer_id": "m.transfer_id",
-    },
-)
-# The same page rendered as the API's JSON (core/rendering.py), with each row's key.
+# The same page rendered as the API's JSON (core/rendering.py), with each row's key. The
+# documents are built over the page, once it is cut: built in its statement, they would be
+# made for every row that reaches a sort, kept or not.
 _HISTORY_DOCUMENTS = f"""
-    SELECT m.occurred_at, m.id, {DOCUMENT}
-    {_MOVEMENTS}
-    {_MOVEMENT_DOCUMENT}
-    WHERE true {{filters}}
-    {_HISTORY_ORDER}
+    SELECT page.occurred_at, page.id, {DOCUMENT}
+    FROM ({_HISTORY}) AS page
+    {document_of(MovementRead, {name: f"page.{name}" for name in MovementRead.model_fields})}
+    ORDER BY page.occurred_at, page.id
 """
-
 
 # A page validated in one call, not one call per row: ~0.07 ms less per 100-row page.
 _MOVEMENT_LIST = TypeAdapter(list[MovementRead])
@@ -426,36 +404,32 @@ async def history_documents(
     return await fetch(reads, _HISTORY_DOCUMENTS.format(filters=filters), params)
 
 
-_BALANCES = """
+_STOCK = """
+    SELECT p.sku, l.code AS location, b.on_hand, b.reserved, p.reorder_point, p.id AS product_id
     FROM balance b
     JOIN product p ON p.id = b.product_id
     JOIN location l ON l.id = b.location_id
+    WHERE true {filters}
+    ORDER BY p.sku, l.code
+    LIMIT :limit
 """
-_STOCK_ORDER = "ORDER BY p.sku, l.code LIMIT :limit"
-_STOCK = f"""
-    SELECT p.sku, l.code AS location, b.on_hand, b.reserved, p.reorder_point, p.id AS product_id
-    {_BALANCES}
-    WHERE true {{filters}}
-    {_STOCK_ORDER}
-"""
-_STOCK_DOCUMENT = document_of(
+_STOCK_ITEM = document_of(
     StockItem,
     {
-        "sku": "p.sku",
-        "location": "l.code",
-        "on_hand": "b.on_hand",
-        "reserved": "b.reserved",
-        "available": "b.on_hand - b.reserved",
-        "reorder_point": "p.reorder_point",
+        "sku": "page.sku",
+        "location": "page.location",
+        "on_hand": "page.on_hand",
+        "reserved": "page.reserved",
+        "available": "page.on_hand - page.reserved",
+        "reorder_point": "page.reorder_point",
     },
 )
-# The same page rendered as the API's JSON (core/rendering.py), with each row's key.
+# The same page rendered as the API's JSON, as `_HISTORY_DOCUMENTS` is.
 _STOCK_DOCUMENTS = f"""
-    SELECT p.sku, l.code AS location, {DOCUMENT}
-    {_BALANCES}
-    {_STOCK_DOCUMENT}
-    WHERE true {{filters}}
-    {_STOCK_ORDER}
+    SELECT page.sku, page.location, {DOCUMENT}
+    FROM ({_STOCK}) AS page
+    {_STOCK_ITEM}
+    ORDER BY page.sku, page.location
 """
 
 

@@ -7,6 +7,10 @@ SQL function of built-ins, one expression with no FROM, so the planner inlines i
 statement that calls it; STABLE as `to_char` is (its result depends on the instant alone:
 the zone is fixed, never the session's, and these format fields ignore the locale).
 
+-infinity and infinity read as the first and last instants of years 1 to 9999: asyncpg
+stored `0001-01-01T00:00:00Z` and `9999-12-31T23:59:59.999999Z` so before the API refused them
+(core/timestamps.py `StoredInstant`), and those are what the client sent.
+
 Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-04
@@ -29,12 +33,16 @@ def upgrade() -> None:
         f"""
         CREATE FUNCTION {SIGNATURE} RETURNS text
         LANGUAGE sql STABLE PARALLEL SAFE AS $$
-            SELECT pg_catalog.to_char(moment AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-                || CASE pg_catalog.to_char(moment AT TIME ZONE 'UTC', 'US')
-                       WHEN '000000' THEN ''
-                       ELSE '.' || pg_catalog.to_char(moment AT TIME ZONE 'UTC', 'US')
-                   END
-                || 'Z'
+            SELECT CASE
+                WHEN moment = '-infinity' THEN '0001-01-01T00:00:00Z'
+                WHEN moment = 'infinity' THEN '9999-12-31T23:59:59.999999Z'
+                ELSE pg_catalog.to_char(moment AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+                    || CASE pg_catalog.to_char(moment AT TIME ZONE 'UTC', 'US')
+                           WHEN '000000' THEN ''
+                           ELSE '.' || pg_catalog.to_char(moment AT TIME ZONE 'UTC', 'US')
+                       END
+                    || 'Z'
+            END
         $$
         """
     )
