@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -97,6 +98,16 @@ async def _pages(
             return pages
 
 
+@asynccontextmanager
+async def _reads(pool: asyncpg.Pool, inv: Inventory) -> AsyncIterator[TenantReads]:
+    """The typed reference read: the repository's own rows, in the tenant, as the app role."""
+    reads = TenantReads(pool, inv.tenant.id, timeout=10)
+    try:
+        yield reads
+    finally:
+        await reads.close(commit=False)
+
+
 def _as_models_write(
     page_type: type[MovementPage] | type[StockPage],
     rows: list[Any],
@@ -139,8 +150,7 @@ async def test_history_and_stock_pages_are_the_models_bytes(
     # 36 receipts, the transfer's two legs, the adjustment: 39 rows, 6 pages.
     assert len(history_pages) == 6
     for cursor, body in history_pages:
-        reads = TenantReads(reader_pool, inv.tenant.id, timeout=10)
-        try:
+        async with _reads(reader_pool, inv) as reads:
             rows = await ledger.history(
                 reads,
                 sku=sku,
@@ -151,8 +161,6 @@ async def test_history_and_stock_pages_are_the_models_bytes(
                 after=instant_cursor(cursor),
                 limit=8,
             )
-        finally:
-            await reads.close(commit=False)
         assert body == _as_models_write(
             MovementPage, rows, 7, lambda m: (m.occurred_at.isoformat(), str(m.id))
         )
@@ -160,8 +168,7 @@ async def test_history_and_stock_pages_are_the_models_bytes(
     stock_pages = await _pages(inv, "/stock", {}, limit=1)
     assert len(stock_pages) == 3
     for cursor, body in stock_pages:
-        reads = TenantReads(reader_pool, inv.tenant.id, timeout=10)
-        try:
+        async with _reads(reader_pool, inv) as reads:
             items = await ledger.stock(
                 reads,
                 sku=None,
@@ -170,8 +177,6 @@ async def test_history_and_stock_pages_are_the_models_bytes(
                 after=text_pair_cursor(cursor),
                 limit=2,
             )
-        finally:
-            await reads.close(commit=False)
         assert body == _as_models_write(StockPage, items, 1, lambda i: (i.sku, i.location))
 
 

@@ -433,27 +433,29 @@ _STOCK_DOCUMENTS = f"""
 """
 
 
+@dataclass(frozen=True, slots=True)
+class StockFilter:
+    sku: str | None
+    location: str | None
+    below_reorder_point: bool
+    sku_prefix: str | None = None
+
+
 def _stock_filters(
-    *,
-    sku: str | None,
-    location: str | None,
-    below_reorder_point: bool,
-    after: tuple[str, str] | None,
-    limit: int,
-    sku_prefix: str | None = None,
+    where: StockFilter, after: tuple[str, str] | None, limit: int
 ) -> tuple[str, dict[str, Any]]:
     filters = []
     params: dict[str, Any] = {"limit": limit}
-    if sku is not None:
+    if where.sku is not None:
         filters.append("AND p.sku = :sku")
-        params["sku"] = sku
-    if sku_prefix:
+        params["sku"] = where.sku
+    if where.sku_prefix:
         filters.append("AND p.sku LIKE :sku_prefix")
-        params["sku_prefix"] = prefix_pattern(sku_prefix)
-    if location is not None:
+        params["sku_prefix"] = prefix_pattern(where.sku_prefix)
+    if where.location is not None:
         filters.append("AND l.code = :location")
-        params["location"] = location
-    if below_reorder_point:
+        params["location"] = where.location
+    if where.below_reorder_point:
         filters.append(
             "AND p.reorder_point IS NOT NULL AND b.on_hand - b.reserved < p.reorder_point"
         )
@@ -464,45 +466,19 @@ def _stock_filters(
 
 
 async def stock(
-    reads: Reads,
-    *,
-    sku: str | None,
-    location: str | None,
-    below_reorder_point: bool,
-    after: tuple[str, str] | None,
-    limit: int,
-    sku_prefix: str | None = None,
+    reads: Reads, *, where: StockFilter, after: tuple[str, str] | None, limit: int
 ) -> list[asyncpg.Record]:
-    filters, params = _stock_filters(
-        sku=sku,
-        location=location,
-        below_reorder_point=below_reorder_point,
-        after=after,
-        limit=limit,
-        sku_prefix=sku_prefix,
-    )
+    filters, params = _stock_filters(where, after, limit)
     # Run by the driver (see core/database.fetch): a stock read is a hot path.
     return await fetch(reads, _STOCK.format(filters=filters), params)
 
 
 async def stock_documents(
-    reads: Reads,
-    *,
-    sku: str | None,
-    location: str | None,
-    below_reorder_point: bool,
-    after: tuple[str, str] | None,
-    limit: int,
+    reads: Reads, *, where: StockFilter, after: tuple[str, str] | None, limit: int
 ) -> list[asyncpg.Record]:
     """`stock`'s rows as (sku, location, document): each row's key, and its JSON as
     `StockItem` serializes it."""
-    filters, params = _stock_filters(
-        sku=sku,
-        location=location,
-        below_reorder_point=below_reorder_point,
-        after=after,
-        limit=limit,
-    )
+    filters, params = _stock_filters(where, after, limit)
     return await fetch(reads, _STOCK_DOCUMENTS.format(filters=filters), params)
 
 

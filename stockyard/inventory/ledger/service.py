@@ -28,7 +28,7 @@ from stockyard.inventory.exceptions import (
 )
 from stockyard.inventory.ledger import bulk_repository
 from stockyard.inventory.ledger import repository as ledger_repository
-from stockyard.inventory.ledger.repository import BalanceRow, MovementFilter
+from stockyard.inventory.ledger.repository import BalanceRow, MovementFilter, StockFilter
 from stockyard.inventory.models import Movement
 from stockyard.inventory.schemas import (
     BalanceRead,
@@ -437,12 +437,7 @@ async def stock_documents(
 ) -> list[asyncpg.Record]:
     """`stock` rendered by the database (core/rendering.py): (sku, location, document)."""
     return await ledger_repository.stock_documents(
-        reads,
-        sku=sku,
-        location=location,
-        below_reorder_point=below_reorder_point,
-        after=after,
-        limit=limit,
+        reads, where=StockFilter(sku, location, below_reorder_point), after=after, limit=limit
     )
 
 
@@ -479,12 +474,9 @@ async def stock_of_products(
     """Stock rows with the id of each row's product (the console links to its page)."""
     rows = await ledger_repository.stock(
         reads,
-        sku=sku,
-        location=location,
-        below_reorder_point=below_reorder_point,
+        where=StockFilter(sku, location, below_reorder_point, sku_prefix),
         after=after,
         limit=limit,
-        sku_prefix=sku_prefix,
     )
     return [
         (
