@@ -38,8 +38,8 @@ from stockyard.console.sessions import ConsoleSessions
 from stockyard.core import metrics
 from stockyard.core.database import (
     app_url,
+    create_driver_pool,
     create_engine,
-    create_reader_pool,
     create_sessionmaker,
     listen_dsn,
 )
@@ -71,7 +71,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    reader_pool: asyncpg.Pool
+    driver_pool: asyncpg.Pool
     redis: RedisClient
     keyring: KeyRing
     limiter: RateLimiter
@@ -94,7 +94,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         engine=engine,
         sessionmaker=sessionmaker,
-        reader_pool=create_reader_pool(app_url(settings), settings),
+        driver_pool=create_driver_pool(app_url(settings), settings),
         redis=redis,
         keyring=KeyRing(
             sessionmaker,
@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
         services.install(app)
-        await services.reader_pool  # opens no connection yet (min_size=0)
+        await services.driver_pool  # opens no connection yet (min_size=0)
         await services.keyring.load()
         stopping = asyncio.Event()
         tasks = [
@@ -226,7 +226,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await services.limiter.drain()
             await services.redis.aclose()
-            await services.reader_pool.close()
+            await services.driver_pool.close()
             await services.engine.dispose()
 
     app = FastAPI(

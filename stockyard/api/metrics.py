@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stockyard.core import metrics
-from stockyard.core.dependencies import EngineDep, ReaderPoolDep, SettingsDep
+from stockyard.core.dependencies import DriverPoolDep, EngineDep, SettingsDep
 from stockyard.core.errors import Unauthorized
 
 router = APIRouter(tags=["operations"])
@@ -20,7 +20,7 @@ router = APIRouter(tags=["operations"])
 async def read_metrics(
     settings: SettingsDep,
     engine: EngineDep,
-    reads: ReaderPoolDep,
+    driver: DriverPoolDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     token = settings.metrics_token
@@ -32,7 +32,8 @@ async def read_metrics(
     metrics.DB_POOL_IN_USE.labels("sessions").set(pool.checkedout())  # type: ignore[attr-defined]
     # The pools have no overflow (core/database.create_engine): their size is their ceiling.
     metrics.DB_POOL_CAPACITY.labels("sessions").set(pool.size())  # type: ignore[attr-defined]
-    # The reader pool opens connections on demand: those it holds minus the idle ones are out.
-    metrics.DB_POOL_IN_USE.labels("reads").set(reads.get_size() - reads.get_idle_size())
-    metrics.DB_POOL_CAPACITY.labels("reads").set(reads.get_max_size())
+    # The driver pool (the hot reads and the ledger's writes) opens connections on demand:
+    # those it holds minus the idle ones are out.
+    metrics.DB_POOL_IN_USE.labels("driver").set(driver.get_size() - driver.get_idle_size())
+    metrics.DB_POOL_CAPACITY.labels("driver").set(driver.get_max_size())
     return Response(generate_latest(metrics.exposition_registry()), media_type=CONTENT_TYPE_LATEST)

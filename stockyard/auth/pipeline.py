@@ -36,7 +36,7 @@ from stockyard.auth.limiter import RateLimiter, Revocation, revoked_token_of
 from stockyard.auth.scopes import Scope
 from stockyard.auth.tokens import verify_access_token
 from stockyard.core import tenancy
-from stockyard.core.database import TenantReads
+from stockyard.core.database import TenantReads, TenantWrites
 from stockyard.core.errors import Forbidden, InvalidToken, Unauthorized, bearer_challenge
 from stockyard.core.principal import AccessClaims
 from stockyard.core.settings import Settings
@@ -161,10 +161,10 @@ async def tenant_context(request: Request) -> AsyncIterator[CallerContext]:
         yield context
 
 
-# Steps 1 to 5 for the hot read routes, in one dependency (each one more is a node FastAPI
+# Steps 1 to 5 for the hot routes, in one dependency each (each one more is a node FastAPI
 # solves per request): the same checks in the same order as `tenant_context` and `require`,
-# then a read-only transaction on the driver's pool in place of an ORM session.
-async def inventory_reads(request: Request) -> AsyncIterator[TenantReads]:
+# then a transaction on the driver's pool in place of an ORM session.
+async def _authorized_caller(request: Request, needed: frozenset[Scope]) -> AccessClaims:
     auth = await authenticate(request, _bearer_token(request))
     claims = auth.claims
     if claims.is_staff:
@@ -174,9 +174,15 @@ async def inventory_reads(request: Request) -> AsyncIterator[TenantReads]:
         async with request_transaction(state.sessionmaker) as session:
             tenancy.scope_to_tenant(session, claims.tenant_id)
             await _confirm_live_in_postgres(session, claims, state.settings, state.limiter)
-    _check_scopes(claims, _INVENTORY_READ)
+    _check_scopes(claims, needed)
+    return claims
+
+
+async def inventory_reads(request: Request) -> AsyncIterator[TenantReads]:
+    claims = await _authorized_caller(request, _INVENTORY_READ)
+    state = request.app.state
     reads = TenantReads(
-        state.reader_pool, claims.tenant_id, timeout=state.settings.db_timeout_seconds
+        state.driver_pool, claims.tenant_id, timeout=state.settings.db_timeout_seconds
     )
     try:
         yield reads
@@ -184,6 +190,29 @@ async def inventory_reads(request: Request) -> AsyncIterator[TenantReads]:
         await reads.close(commit=False)
         raise
     await reads.close(commit=True)
+
+
+@dataclass(frozen=True, slots=True)
+class WriterContext:
+    """A caller holding inventory:write, and the request's transaction on the driver pool,
+    opened for it and committed when the route returns (rolled back when it raises)."""
+
+    session: TenantWrites
+    principal: AccessClaims
+
+
+async def inventory_writes(request: Request) -> AsyncIterator[WriterContext]:
+    claims = await _authorized_caller(request, _INVENTORY_WRITE)
+    state = request.app.state
+    writes = TenantWrites(
+        state.driver_pool, claims.tenant_id, timeout=state.settings.db_timeout_seconds
+    )
+    try:
+        yield WriterContext(session=writes, principal=claims)
+    except BaseException:
+        await writes.close(commit=False)
+        raise
+    await writes.close(commit=True)
 
 
 # Step 4: Redis had nothing on this session: PostgreSQL decides, Redis learns it.
@@ -228,7 +257,9 @@ async def support_context(request: Request) -> AsyncIterator[CallerContext]:
 
 
 # The dependencies that authenticate: the document marks every operation that reaches one.
-AUTHENTICATING_DEPENDENCIES = frozenset({tenant_context, support_context, inventory_reads})
+AUTHENTICATING_DEPENDENCIES = frozenset(
+    {tenant_context, support_context, inventory_reads, inventory_writes}
+)
 
 TenantContext = Annotated[CallerContext, Depends(tenant_context, scope="function")]
 SupportContext = Annotated[CallerContext, Depends(support_context, scope="function")]
@@ -302,12 +333,15 @@ def _check_scopes(principal: AccessClaims, needed: frozenset[Scope]) -> None:
 
 
 _INVENTORY_READ = frozenset({Scope.INVENTORY_READ})
+_INVENTORY_WRITE = frozenset({Scope.INVENTORY_WRITE})
 
 
 InventoryReader = Annotated[AccessClaims, Depends(require(Scope.INVENTORY_READ))]
 # A hot read route's transaction: read-only, in the caller's tenant, scope inventory:read.
 InventoryReads = Annotated[TenantReads, Depends(inventory_reads, scope="function")]
 InventoryWriter = Annotated[AccessClaims, Depends(require(Scope.INVENTORY_WRITE))]
+# A ledger write route's caller (scope inventory:write) and its transaction, in its tenant.
+InventoryWrites = Annotated[WriterContext, Depends(inventory_writes, scope="function")]
 UsersAdmin = Annotated[AccessClaims, Depends(require(Scope.USERS_ADMIN))]
 ClientsAdmin = Annotated[AccessClaims, Depends(require(Scope.CLIENTS_ADMIN))]
 AuditReader = Annotated[AccessClaims, Depends(require(Scope.AUDIT_READ))]

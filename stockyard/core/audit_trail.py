@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stockyard.core import tenancy
-from stockyard.core.database import execute_many
+from stockyard.core.database import Writes, execute_many
 from stockyard.core.ids import new_id
 from stockyard.core.models import Base
 from stockyard.core.principal import AccessClaims, PrincipalKind
@@ -67,7 +67,7 @@ def current_request_id() -> str | None:
 
 
 async def record(
-    session: AsyncSession,
+    session: Writes,
     principal: AccessClaims,
     *,
     action: str,
@@ -91,7 +91,7 @@ async def record(
 
 
 async def record_for(
-    session: AsyncSession,
+    session: Writes,
     *,
     tenant_id: uuid.UUID,
     actor_type: PrincipalKind,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
 import asyncpg
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -22,12 +23,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.exc import StaleDataError
 
 from stockyard.core.errors import AppError, PreconditionFailed
 from stockyard.core.settings import APP_ROLE, Settings
-from stockyard.core.tenancy import begin_read_only_in_tenant
+from stockyard.core.tenancy import begin_in_tenant
 
 
 def to_async_url(url: str | URL) -> URL:
@@ -149,19 +150,19 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 async def _end_open_transaction(connection: asyncpg.Connection) -> None:
-    """What the reader pool does to a connection given back: ends a transaction left open
-    (a request cut off mid-read). Nothing else: a read sets nothing but its transaction-local
-    tenant, so asyncpg's default reset (RESET ALL, UNLISTEN, CLOSE ALL, advisory unlock: one
-    more round trip on every release) has nothing to undo."""
+    """What the driver pool does to a connection given back: ends a transaction left open
+    (a request cut off mid-statement). Nothing else: its transactions set nothing but their
+    transaction-local tenant, so asyncpg's default reset (RESET ALL, UNLISTEN, CLOSE ALL,
+    advisory unlock: one more round trip on every release) has nothing to undo."""
     if connection.is_in_transaction():
         await connection.execute("ROLLBACK")
 
 
-def create_reader_pool(url: URL, settings: Settings) -> asyncpg.Pool:
-    """The driver's own pool for the hot read routes (`TenantReads`), as the same role as
-    the engine. It opens connections on demand (none at start, so the API starts while the
-    database is away) and replaces one that died on its next checkout. Await it once before
-    use."""
+def create_driver_pool(url: URL, settings: Settings) -> asyncpg.Pool:
+    """The driver's own pool for the hot routes (`TenantReads`, `TenantWrites`), as the same
+    role as the engine. It opens connections on demand (none at start, so the API starts
+    while the database is away) and replaces one that died on its next checkout. Await it
+    once before use."""
     pooler = _pooler_arguments(settings)
     return asyncpg.create_pool(
         to_libpq_dsn(url),
@@ -176,16 +177,36 @@ def create_reader_pool(url: URL, settings: Settings) -> asyncpg.Pool:
     )
 
 
-class TenantReads:
-    """A read-only transaction in one tenant on a connection of the reader pool: what the hot
-    read routes run on, in place of an ORM session whose machinery (session and transaction
-    objects, a greenlet switch per statement, connection events) cost more CPU than the
-    queries. It begins at the first statement, as `BEGIN READ ONLY` and the transaction-local
-    tenant setting in one round trip, so row-level security applies to every statement
-    exactly as it does under a session; READ ONLY makes a write here an error, never a
-    change. `close` commits or rolls back and gives the connection back."""
+# What must hold before any request transaction commits, over what the transaction noted in
+# its `info` (the ledger registers one: no stock change without its events). Checked for the
+# ORM sessions by the listener below and for `TenantWrites` by its commit: one rule for both.
+CommitCheck = Callable[[dict[str, Any]], None]
+_COMMIT_CHECKS: list[CommitCheck] = []
+
+
+def check_before_commit(check: CommitCheck) -> CommitCheck:
+    """Register `check`, which raises to refuse a commit (the transaction then rolls back)."""
+    _COMMIT_CHECKS.append(check)
+    return check
+
+
+@event.listens_for(Session, "before_commit")
+def _run_commit_checks(session: Session) -> None:
+    for check in _COMMIT_CHECKS:
+        check(session.info)
+
+
+class _DriverTransaction:
+    """A transaction in one tenant on a connection of the driver pool: what the hot routes
+    run on, in place of an ORM session whose machinery (session and transaction objects, a
+    greenlet switch per statement, connection events, BEGIN and the tenant setting as two
+    round trips) cost more CPU than their statements. It begins at the first statement, as
+    BEGIN and the transaction-local tenant setting in one round trip, so row-level security
+    applies to every statement exactly as it does under a session. `close` commits or rolls
+    back and gives the connection back."""
 
     __slots__ = ("_connection", "_pool", "_timeout", "tenant_id")
+    _read_only = False
 
     def __init__(self, pool: asyncpg.Pool, tenant_id: uuid.UUID, *, timeout: float) -> None:
         self._pool = pool
@@ -197,12 +218,29 @@ class TenantReads:
         if self._connection is None:
             connection = await self._pool.acquire(timeout=self._timeout)
             try:
-                await begin_read_only_in_tenant(connection, self.tenant_id)
+                await begin_in_tenant(connection, self.tenant_id, read_only=self._read_only)
             except BaseException:
                 await self._pool.release(connection)
                 raise
             self._connection = connection
         return self._connection
+
+    async def close(self, *, commit: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            await connection.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            await self._pool.release(connection)
+
+
+class TenantReads(_DriverTransaction):
+    """The hot read routes' transaction: READ ONLY, so a write here is an error, never a
+    change."""
+
+    __slots__ = ()
+    _read_only = True
 
     async def fetch_one_self_scoped(
         self, sql: str, params: Mapping[str, Any] | None = None
@@ -218,19 +256,33 @@ class TenantReads:
         async with self._pool.acquire(timeout=self._timeout) as connection:
             return await connection.fetchrow(*_bound(sql, params))
 
+
+class TenantWrites(_DriverTransaction):
+    """The ledger write routes' transaction (movements, transfers, bulk ingest). Like an ORM
+    session it carries `info`, where the transaction notes what it changed, and it commits
+    only when every registered commit check passes; a failed check rolls it back."""
+
+    __slots__ = ("info",)
+
+    def __init__(self, pool: asyncpg.Pool, tenant_id: uuid.UUID, *, timeout: float) -> None:
+        super().__init__(pool, tenant_id, timeout=timeout)
+        self.info: dict[str, Any] = {}
+
     async def close(self, *, commit: bool) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        try:
-            await connection.execute("COMMIT" if commit else "ROLLBACK")
-        finally:
-            await self._pool.release(connection)
+        if commit:
+            try:
+                for check in _COMMIT_CHECKS:
+                    check(self.info)
+            except BaseException:
+                await super().close(commit=False)
+                raise
+        await super().close(commit=commit)
 
 
-# Where a repository's hot read runs: the request's ORM session, or a read route's
-# `TenantReads`. Both are one transaction scoped to the caller's tenant.
-Reads = AsyncSession | TenantReads
+# Where a repository's statements run: the request's ORM session, or a hot route's driver
+# transaction. Each is one transaction scoped to the caller's tenant.
+Reads = AsyncSession | TenantReads | TenantWrites
+Writes = AsyncSession | TenantWrites
 
 
 # The hot reads skip SQLAlchemy's statement machinery (compilation, result processing, a
@@ -295,10 +347,11 @@ def _bound(sql: str, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
     return (statement, *((params or {})[name] for name in names))
 
 
-async def _connection_of(reads: Reads) -> asyncpg.Connection:
-    if isinstance(reads, TenantReads):
-        return await reads.connection()
-    return await driver_connection(reads)
+async def connection_of(reads: Reads) -> asyncpg.Connection:
+    """The driver connection of a transaction, begun (in its tenant) if it was not yet."""
+    if isinstance(reads, AsyncSession):
+        return await driver_connection(reads)
+    return await reads.connection()
 
 
 async def fetch(
@@ -306,20 +359,20 @@ async def fetch(
 ) -> list[asyncpg.Record]:
     """Rows of one statement with `:name` binds, run by the driver in the transaction of
     `reads` (a session's or a read route's)."""
-    connection = await _connection_of(reads)
+    connection = await connection_of(reads)
     return list(await connection.fetch(*_bound(sql, params)))
 
 
 async def fetch_one(
     reads: Reads, sql: str, params: Mapping[str, Any] | None = None
 ) -> asyncpg.Record | None:
-    connection = await _connection_of(reads)
+    connection = await connection_of(reads)
     return await connection.fetchrow(*_bound(sql, params))
 
 
-async def execute_many(session: AsyncSession, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """One statement with `:name` binds, once per row, by the driver in the session's
-    transaction (asyncpg sends them as one pipeline)."""
+async def execute_many(session: Writes, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One statement with `:name` binds, once per row, by the driver in the transaction of
+    `session` (asyncpg sends them as one pipeline)."""
     statement, names = _positional(sql)
-    connection = await driver_connection(session)
+    connection = await connection_of(session)
     await connection.executemany(statement, [[row[name] for name in names] for row in rows])

@@ -66,15 +66,16 @@ def _send_tenant_setting(
         connection.exec_driver_sql(_SET_TENANT_DRIVER_SQL, (tenant_id,))
 
 
-async def begin_read_only_in_tenant(connection: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
-    """Begin a read-only transaction on a driver connection, scoped to one tenant, in one
-    round trip: a simple-query batch, so the tenant is written into the text, which only a
-    `uuid.UUID`'s own rendering (hex digits and dashes) may be; anything else is refused."""
+async def begin_in_tenant(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, *, read_only: bool
+) -> None:
+    """Begin a transaction on a driver connection, scoped to one tenant, in one round trip:
+    a simple-query batch, so the tenant is written into the text, which only a `uuid.UUID`'s
+    own rendering (hex digits and dashes) may be; anything else is refused."""
     if not isinstance(tenant_id, uuid.UUID):
         raise TypeError("a tenant is scoped by its uuid.UUID")
-    await connection.execute(
-        f"BEGIN READ ONLY; SELECT set_config('app.tenant_id', '{tenant_id}', true)"
-    )
+    begin = "BEGIN READ ONLY" if read_only else "BEGIN"
+    await connection.execute(f"{begin}; SELECT set_config('app.tenant_id', '{tenant_id}', true)")
 
 
 @asynccontextmanager

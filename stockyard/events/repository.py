@@ -13,7 +13,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import partitions
-from stockyard.core.database import fetch
+from stockyard.core.database import Writes, fetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ _ADD = f"""
 """
 
 
-async def add(session: AsyncSession, events: Sequence[NewEvent]) -> None:
+async def add(session: Writes, events: Sequence[NewEvent]) -> None:
     """Append in the session's transaction: the events commit or roll back with the change.
     The transaction's id (the feed's order) and its start time are filled in by PostgreSQL.
     The events of one call share their tenant and request."""

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core.audit_trail import current_request_id
+from stockyard.core.database import Writes
 from stockyard.core.ids import new_ids
 from stockyard.core.pagination import encode_cursor
 from stockyard.events import repository as events_repository
@@ -18,7 +19,7 @@ from stockyard.events.schemas import EventPage, EventRead, EventType
 
 
 async def publish(
-    session: AsyncSession, tenant_id: uuid.UUID, events: Sequence[tuple[EventType, dict[str, Any]]]
+    session: Writes, tenant_id: uuid.UUID, events: Sequence[tuple[EventType, dict[str, Any]]]
 ) -> None:
     """Write events in the caller's transaction: a change that rolls back leaves none."""
     request_id = current_request_id()

@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.auth.pipeline import CurrentPrincipal, TenantSession
+from stockyard.auth.pipeline import CurrentPrincipal, InventoryWrites, TenantSession
+from stockyard.core.database import Writes
 from stockyard.core.dependencies import SettingsDep
 from stockyard.core.principal import AccessClaims
 from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
@@ -19,7 +19,7 @@ from stockyard.idempotency.service import IdempotencyKeyHeader, respond_once
 
 @dataclass(frozen=True, slots=True)
 class IdempotentPost:
-    session: AsyncSession
+    session: Writes
     principal: AccessClaims
     key: str | None
     route: str
@@ -62,4 +62,21 @@ async def get_idempotent_post(
     )
 
 
+async def get_idempotent_write(
+    request: Request,
+    context: InventoryWrites,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> IdempotentPost:
+    """The same, for the ledger write routes: their key is kept in their driver transaction."""
+    return IdempotentPost(
+        session=context.session,
+        principal=context.principal,
+        key=idempotency_key,
+        route=request.url.path,
+        ttl=settings.idempotency_ttl_seconds,
+    )
+
+
 Idempotent = Annotated[IdempotentPost, Depends(get_idempotent_post)]
+IdempotentWrite = Annotated[IdempotentPost, Depends(get_idempotent_write)]

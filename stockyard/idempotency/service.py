@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from stockyard.core.database import Writes
 from stockyard.core.errors import ValidationFailed
 from stockyard.core.principal import AccessClaims
 from stockyard.idempotency import repository as idempotency_repository
@@ -49,7 +49,7 @@ def _fingerprint(route: str, body: BaseModel | None) -> bytes:
 
 
 async def respond_once(
-    session: AsyncSession,
+    session: Writes,
     principal: AccessClaims,
     *,
     key: str | None,

@@ -14,10 +14,16 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import tenancy
-from stockyard.core.database import create_engine, create_sessionmaker, owner_url
+from stockyard.core.database import (
+    TenantWrites,
+    create_engine,
+    create_sessionmaker,
+    fetch,
+    owner_url,
+)
 from stockyard.core.ids import new_id
 from stockyard.core.settings import Settings
 from stockyard.events import repository as events_repository
@@ -414,30 +420,55 @@ async def test_every_writer_at_once_every_movement_announced_and_sequences_tell_
         ), key
 
 
+@pytest.mark.parametrize("kind", ["session", "driver"])
 async def test_a_commit_with_unannounced_stock_changes_is_refused(
-    app: FastAPI, tenant: Tenant, app_db: asyncpg.Connection
+    app: FastAPI, tenant: Tenant, app_db: asyncpg.Connection, kind: str
 ) -> None:
-    """A writer that changes a balance and forgets its events cannot commit: the change is
-    rolled back, not kept without its stock.changed."""
+    """A writer that changes a balance and forgets its events cannot commit, on an ORM
+    session or on the ledger routes' driver transaction (TenantWrites): the change is rolled
+    back, not kept without its stock.changed."""
     inv_product, inv_location = uuid.uuid4(), uuid.uuid4()
-    async with app.state.services.sessionmaker() as session:
-        tenancy.scope_to_tenant(session, tenant.id)
-        await session.execute(
-            text("INSERT INTO product (tenant_id, id, sku, name) VALUES (:t, :p, 'SILENT', 'x')"),
+    services = app.state.services
+    writes: AsyncSession | TenantWrites
+    if kind == "session":
+        writes = services.sessionmaker()
+        tenancy.scope_to_tenant(writes, tenant.id)
+    else:
+        writes = TenantWrites(services.driver_pool, tenant.id, timeout=5.0)
+    try:
+        await fetch(
+            writes,
+            "INSERT INTO product (tenant_id, id, sku, name) VALUES (:t, :p, 'SILENT', 'x')",
             {"t": tenant.id, "p": inv_product},
         )
-        await session.execute(
-            text("INSERT INTO location (tenant_id, id, code, name) VALUES (:t, :l, 'SILENT', 'x')"),
+        await fetch(
+            writes,
+            "INSERT INTO location (tenant_id, id, code, name) VALUES (:t, :l, 'SILENT', 'x')",
             {"t": tenant.id, "l": inv_location},
         )
         await ledger_repository.apply_delta(
-            session, tenant_id=tenant.id, product_id=inv_product, location_id=inv_location, delta=5
+            writes, tenant_id=tenant.id, product_id=inv_product, location_id=inv_location, delta=5
         )
         with pytest.raises(RuntimeError, match="without its events"):
-            await session.commit()
+            if isinstance(writes, TenantWrites):
+                await writes.close(commit=True)
+            else:
+                await writes.commit()
+    finally:
+        if isinstance(writes, TenantWrites):
+            await writes.close(commit=False)
+        else:
+            await writes.close()
     async with app_db.transaction():
         await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
         assert await app_db.fetchval("SELECT count(*) FROM product WHERE sku = 'SILENT'") == 0
+    # The refused transaction gave its connection back, rolled back and with no tenant.
+    async with services.driver_pool.acquire() as connection:
+        assert not connection.is_in_transaction()
+        assert await connection.fetchval("SELECT current_setting('app.tenant_id', true)") in (
+            None,
+            "",
+        )
 
 
 async def test_retention_drops_whole_months_past_the_horizon_only(

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, PendingRollbackError
 
-from stockyard.core.database import TenantReads, driver_connection, fetch
+from stockyard.core.database import TenantReads, TenantWrites, driver_connection, fetch
 from stockyard.core.settings import APP_ROLE
 from stockyard.core.tenancy import scope_to_tenant
 from stockyard.inventory.models import Location
@@ -213,7 +213,7 @@ async def test_read_route_transaction_shows_one_tenant_and_writes_nothing(
 ) -> None:
     """The hot read routes' transaction (TenantReads, on the reader pool) is scoped like a
     session's: its tenant's rows only, and READ ONLY, so a write there fails."""
-    pool = app.state.services.reader_pool  # type: ignore[attr-defined]
+    pool = app.state.services.driver_pool  # type: ignore[attr-defined]
     reads = TenantReads(pool, tenant.id, timeout=5.0)
     try:
         tenants = await fetch(reads, "SELECT id FROM tenant")
@@ -225,6 +225,33 @@ async def test_read_route_transaction_shows_one_tenant_and_writes_nothing(
             await connection.execute("UPDATE tenant SET name = name")
     finally:
         await reads.close(commit=False)
+
+
+async def test_ledger_write_transaction_sees_and_writes_its_tenant_only(
+    tenant: Tenant, other_tenant: Tenant, app: object
+) -> None:
+    """The ledger write routes' transaction (TenantWrites, on the driver pool) is scoped like
+    a session's: its tenant's rows only, a row for another tenant is refused by the policy's
+    WITH CHECK, and its connection goes back to the pool with no tenant and no transaction."""
+    pool = app.state.services.driver_pool  # type: ignore[attr-defined]
+    writes = TenantWrites(pool, tenant.id, timeout=5.0)
+    try:
+        tenants = await fetch(writes, "SELECT id FROM tenant")
+        users = await fetch(writes, "SELECT tenant_id FROM app_user")
+        assert [row["id"] for row in tenants] == [tenant.id]
+        assert {row["tenant_id"] for row in users} == {tenant.id}
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            await fetch(
+                writes,
+                "INSERT INTO location (tenant_id, id, code, name) VALUES (:t, :l, 'X', 'x')",
+                {"t": other_tenant.id, "l": uuid.uuid4()},
+            )
+    finally:
+        await writes.close(commit=False)
+    async with pool.acquire() as connection:
+        assert not connection.is_in_transaction()
+        value = await connection.fetchval("SELECT current_setting('app.tenant_id', true)")
+        assert value in (None, "")
 
 
 async def test_the_self_scoped_product_read_sees_its_tenant_only_and_leaves_no_tenant(
@@ -247,19 +274,25 @@ async def test_the_self_scoped_product_read_sees_its_tenant_only_and_leaves_no_t
         assert setting == str(other_tenant.id)
 
 
-@pytest.mark.parametrize("route", ["stock", "product"])
-async def test_reader_pool_connection_has_no_tenant_after_a_read(
+@pytest.mark.parametrize("route", ["stock", "product", "receipt", "refused issue"])
+async def test_driver_pool_connection_has_no_tenant_after_a_request(
     client: httpx.AsyncClient, tenant: Tenant, app: object, route: str
 ) -> None:
-    """After a read in a transaction (stock) or a self-scoped statement (the product GET),
-    the reader pool's connections carry no tenant and no open transaction."""
+    """After a read in a transaction (stock), a self-scoped statement (the product GET), or
+    a ledger write that commits (a receipt) or rolls back (an issue beyond the stock), the
+    driver pool's connections carry no tenant and no open transaction."""
+    inv = Inventory(client, tenant)
     if route == "product":
-        product_id = (await Inventory(client, tenant).product())["id"]
+        product_id = (await inv.product())["id"]
         response = await client.get(f"/api/v1/products/{product_id}", headers=tenant.headers)
-    else:
+    elif route == "stock":
         response = await client.get("/api/v1/stock", headers=tenant.headers)
-    assert response.status_code == 200
-    pool = app.state.services.reader_pool  # type: ignore[attr-defined]
+    else:
+        sku, code = (await inv.product())["sku"], (await inv.location())["code"]
+        kind = "receipt" if route == "receipt" else "issue"
+        response = await inv.move(sku, code, kind, 5)
+    assert response.status_code == {"receipt": 201, "refused issue": 409}.get(route, 200)
+    pool = app.state.services.driver_pool  # type: ignore[attr-defined]
     assert pool.get_size() >= 1  # the read above ran on this pool
     async with pool.acquire() as connection:
         assert not connection.is_in_transaction()

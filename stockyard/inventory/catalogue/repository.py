@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stockyard.core.database import TenantReads, fetch, fetch_one
+from stockyard.core.database import TenantReads, Writes, fetch, fetch_one
 from stockyard.inventory.models import Location, Product
 from stockyard.inventory.schemas import ProductRead
 
@@ -68,7 +68,7 @@ _PRODUCT_AND_LOCATION = """
 
 
 async def find_product_and_location(
-    session: AsyncSession, sku: str, code: str
+    session: Writes, sku: str, code: str
 ) -> tuple[ProductRef | None, LocationRef | None]:
     (row,) = await fetch(session, _PRODUCT_AND_LOCATION, {"sku": sku, "code": code})
     product = (
@@ -111,7 +111,7 @@ async def get_location(session: AsyncSession, location_id: uuid.UUID) -> Locatio
     return await session.scalar(select(Location).where(Location.id == location_id))
 
 
-async def find_location_by_code(session: AsyncSession, code: str) -> LocationRef | None:
+async def find_location_by_code(session: Writes, code: str) -> LocationRef | None:
     row = await fetch_one(
         session, "SELECT id, code, archived_at FROM location WHERE code = :code", {"code": code}
     )

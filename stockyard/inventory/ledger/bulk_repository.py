@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from stockyard.core.database import driver_connection, fetch
+from stockyard.core.database import Writes, connection_of, fetch
 from stockyard.core.ids import new_ids
 from stockyard.events import repository as events_repository
 from stockyard.inventory.ledger import repository as ledger_repository
@@ -39,10 +37,10 @@ class ItemProblem:
     reason: str
 
 
-async def stage(session: AsyncSession, rows: Sequence[StagedMovement]) -> list[ItemProblem]:
+async def stage(session: Writes, rows: Sequence[StagedMovement]) -> list[ItemProblem]:
     """Copy the batch in and resolve SKUs and location codes; return the items that name
     something this tenant does not have (or has archived)."""
-    db = await driver_connection(session)
+    db = await connection_of(session)
     await db.execute(
         """
         CREATE TEMP TABLE movement_stage (
@@ -153,7 +151,7 @@ _BATCH_STOCK_EVENTS = f"""
 
 
 async def apply(
-    session: AsyncSession,
+    session: Writes,
     *,
     tenant_id: uuid.UUID,
     request_id: str | None,
@@ -161,7 +159,7 @@ async def apply(
 ) -> list[ItemProblem]:
     """Apply the staged batch atomically; the items of any balance that would end below its
     reservations are returned instead (and nothing is written by the caller's rollback)."""
-    db = await driver_connection(session)
+    db = await connection_of(session)
     # Every touched balance is held before anything changes, in key order like every other
     # writer: existing rows are locked (ON CONFLICT ... WHERE false locks without writing),
     # missing ones are created empty (and so held). After this statement no concurrent

@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
-from stockyard.auth.pipeline import InventoryReads, InventoryWriter, TenantSession
+from stockyard.auth.pipeline import InventoryReads, InventoryWrites
 from stockyard.core.dependencies import RequestId
 from stockyard.core.pagination import Paging, instant_cursor, text_pair_cursor
 from stockyard.core.rendering import page_response
 from stockyard.core.responses import AUTHENTICATED, error_responses
 from stockyard.core.timestamps import Instant, instant_key
-from stockyard.idempotency.dependencies import Idempotent
+from stockyard.idempotency.dependencies import IdempotentWrite
 from stockyard.inventory.ledger import service as ledger
 from stockyard.inventory.schemas import (
     MAX_BULK_BODY_BYTES,
@@ -37,13 +37,14 @@ READ = error_responses(*AUTHENTICATED)
 @router.post("/movements", status_code=201, response_model=MovementResult, responses=WRITE)
 async def record_movement(
     body: MovementCreate,
-    session: TenantSession,
-    principal: InventoryWriter,
+    writer: InventoryWrites,
     request_id: RequestId,
-    once: Idempotent,
+    once: IdempotentWrite,
 ) -> JSONResponse:
     async def run() -> MovementResult:
-        return await ledger.record_movement(session, principal, body=body, request_id=request_id)
+        return await ledger.record_movement(
+            writer.session, writer.principal, body=body, request_id=request_id
+        )
 
     return await once.respond(body, run)
 
@@ -57,13 +58,14 @@ async def record_movement(
 )
 async def ingest_movements(
     body: BulkMovements,
-    session: TenantSession,
-    principal: InventoryWriter,
+    writer: InventoryWrites,
     request_id: RequestId,
-    once: Idempotent,
+    once: IdempotentWrite,
 ) -> JSONResponse:
     async def run() -> BulkResult:
-        inserted = await ledger.ingest(session, principal, body=body, request_id=request_id)
+        inserted = await ledger.ingest(
+            writer.session, writer.principal, body=body, request_id=request_id
+        )
         return BulkResult(inserted=inserted)
 
     return await once.respond(body, run)
@@ -97,13 +99,14 @@ async def list_movements(
 @router.post("/transfers", status_code=201, response_model=TransferRead, responses=WRITE)
 async def create_transfer(
     body: TransferCreate,
-    session: TenantSession,
-    principal: InventoryWriter,
+    writer: InventoryWrites,
     request_id: RequestId,
-    once: Idempotent,
+    once: IdempotentWrite,
 ) -> JSONResponse:
     async def run() -> TransferRead:
-        return await ledger.transfer(session, principal, body=body, request_id=request_id)
+        return await ledger.transfer(
+            writer.session, writer.principal, body=body, request_id=request_id
+        )
 
     return await once.respond(body, run)
 

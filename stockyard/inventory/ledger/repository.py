@@ -29,7 +29,14 @@ from sqlalchemy import Row, TextClause, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from stockyard.core.database import Reads, execute_many, fetch, fetch_one
+from stockyard.core.database import (
+    Reads,
+    Writes,
+    check_before_commit,
+    execute_many,
+    fetch,
+    fetch_one,
+)
 from stockyard.core.rendering import DOCUMENT, document_of
 from stockyard.inventory.catalogue.repository import prefix_pattern
 from stockyard.inventory.models import Balance, Movement, Reservation
@@ -67,7 +74,7 @@ _EXPIRED = "stockyard.expired_reservations"
 
 
 def note_touch(
-    session: AsyncSession,
+    session: Writes,
     key: BalanceKey,
     *,
     available_change: int = 0,
@@ -79,9 +86,7 @@ def note_touch(
     touch.movement_ids.extend(movement_ids)
 
 
-def note_expired(
-    session: AsyncSession, rows: Sequence[asyncpg.Record], *, touch: bool = True
-) -> None:
+def note_expired(session: Writes, rows: Sequence[asyncpg.Record], *, touch: bool = True) -> None:
     """Reservations let go in this transaction; with `touch`, their balances are noted as
     changed too (bulk ingest writes the stock events of its balances itself)."""
     expired: list[ExpiredReservation] = session.info.setdefault(_EXPIRED, [])
@@ -99,15 +104,15 @@ def note_expired(
 
 
 def take_changes(
-    session: AsyncSession,
+    session: Writes,
 ) -> tuple[dict[BalanceKey, BalanceTouch], list[ExpiredReservation]]:
     """The balances touched and the reservations expired since the last call."""
     return session.info.pop(_TOUCHED, {}), session.info.pop(_EXPIRED, [])
 
 
-@event.listens_for(Session, "before_commit")
-def _refuse_unpublished_stock_changes(session: Session) -> None:
-    if session.info.get(_TOUCHED) or session.info.get(_EXPIRED):
+@check_before_commit
+def _refuse_unpublished_stock_changes(info: dict[str, Any]) -> None:
+    if info.get(_TOUCHED) or info.get(_EXPIRED):
         raise RuntimeError("stock changed without its events: call publish_stock_changes")
 
 
@@ -230,7 +235,7 @@ _UNRESERVE = text(
 
 
 async def expire_reservations_of(
-    session: AsyncSession, product_id: uuid.UUID, location_id: uuid.UUID
+    session: Writes, product_id: uuid.UUID, location_id: uuid.UUID
 ) -> None:
     """Lazily let expired reservations of one balance go before it is touched."""
     expired = await fetch(
@@ -240,7 +245,7 @@ async def expire_reservations_of(
 
 
 async def apply_delta(
-    session: AsyncSession,
+    session: Writes,
     *,
     tenant_id: uuid.UUID,
     product_id: uuid.UUID,
@@ -262,7 +267,7 @@ async def apply_delta(
 
 
 async def reserve(
-    session: AsyncSession, *, product_id: uuid.UUID, location_id: uuid.UUID, quantity: int
+    session: Writes, *, product_id: uuid.UUID, location_id: uuid.UUID, quantity: int
 ) -> BalanceRow | None:
     """Hold `quantity`; None when less than that is available."""
     params = {"product_id": product_id, "location_id": location_id, "quantity": quantity}
@@ -273,7 +278,7 @@ async def reserve(
 
 
 async def unreserve(
-    session: AsyncSession,
+    session: Writes,
     *,
     product_id: uuid.UUID,
     location_id: uuid.UUID,
@@ -301,7 +306,7 @@ _ADD_MOVEMENT = (
 )
 
 
-async def add_movements(session: AsyncSession, movements: Sequence[Movement]) -> None:
+async def add_movements(session: Writes, movements: Sequence[Movement]) -> None:
     """Append to the ledger. The rows are built in full here (ids, times), so the driver
     inserts them without the ORM's unit of work: no flush, no re-read."""
     await execute_many(
@@ -561,9 +566,7 @@ _CURRENT_BALANCES = """
 """
 
 
-async def current_balances(
-    session: AsyncSession, keys: Sequence[BalanceKey]
-) -> list[asyncpg.Record]:
+async def current_balances(session: Writes, keys: Sequence[BalanceKey]) -> list[asyncpg.Record]:
     """The balances named, as they stand in this transaction, with their SKU, location code
     and reorder point."""
     return await fetch(

@@ -11,7 +11,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stockyard.core import audit_trail
-from stockyard.core.database import Reads
+from stockyard.core.database import Reads, Writes
 from stockyard.core.ids import new_id, new_ids
 from stockyard.core.principal import AccessClaims
 from stockyard.events import service as events_service
@@ -88,7 +88,7 @@ def _crossings(before: int, after: int, reorder_point: int | None) -> list[Event
     return [] if level == _level(before, reorder_point) else [level]
 
 
-async def publish_stock_changes(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+async def publish_stock_changes(session: Writes, tenant_id: uuid.UUID) -> None:
     """The transaction's stock events, written in it: one stock.changed per balance touched
     (its final state; `sequence` is the balance's version, which only ever grows, so a
     receiver can drop stale or reordered events), a threshold event where the change crossed
@@ -174,7 +174,7 @@ def _movable_location(location: LocationRef | None, code: str) -> LocationRef:
 
 
 async def product_and_location(
-    session: AsyncSession, sku: str, code: str
+    session: Writes, sku: str, code: str
 ) -> tuple[ProductRef, LocationRef]:
     """The product and location a movement or reservation names, in one round trip; the
     product is checked first, as when they were looked up one after the other."""
@@ -182,7 +182,7 @@ async def product_and_location(
     return _movable_product(product, sku), _movable_location(location, code)
 
 
-async def location_by_code(session: AsyncSession, code: str) -> LocationRef:
+async def location_by_code(session: Writes, code: str) -> LocationRef:
     location = await catalogue_repository.find_location_by_code(session, code)
     return _movable_location(location, code)
 
@@ -219,7 +219,7 @@ def new_movement(
 
 
 async def _change(
-    session: AsyncSession,
+    session: Writes,
     principal: AccessClaims,
     *,
     product: ProductRef,
@@ -240,7 +240,7 @@ async def _change(
 
 
 async def record_movement(
-    session: AsyncSession,
+    session: Writes,
     principal: AccessClaims,
     *,
     body: MovementCreate,
@@ -280,7 +280,7 @@ async def record_movement(
 
 
 async def transfer(
-    session: AsyncSession,
+    session: Writes,
     principal: AccessClaims,
     *,
     body: TransferCreate,
@@ -343,7 +343,7 @@ async def transfer(
 
 
 async def ingest(
-    session: AsyncSession,
+    session: Writes,
     principal: AccessClaims,
     *,
     body: BulkMovements,
