@@ -46,6 +46,75 @@ def _is_plain_413(message: Message) -> bool:
     )
 
 
+class _Exchange:
+    """One request's response as it passes out: it stamps X-Request-ID (and HSTS, and the
+    limiter's RateLimit headers) on the response start, notes the status, and turns
+    Starlette's plain-text 413 into the envelope. A method of an object rather than a
+    closure: a closure that passes itself on (as the 413 answer's `send`) is a reference
+    cycle, which kept every request's scope, exit stacks and protocol cycle alive until the
+    collector's next full pass (~33 objects a request, a 5-8 ms pause every second or so
+    under load)."""
+
+    __slots__ = (
+        "_send",
+        "body_limit_hit",
+        "hsts",
+        "receive",
+        "request_id",
+        "response_started",
+        "scope",
+        "status",
+    )
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, hsts: str | None
+    ) -> None:
+        self.scope = scope
+        self.receive = receive
+        self._send = send
+        self.request_id = request_id
+        self.hsts = hsts
+        self.status = 500
+        self.response_started = False
+        # Starlette's body limit answers a too-large body with its own plain-text 413 (and
+        # then unwinds with a private signal); it leaves here as the envelope instead.
+        self.body_limit_hit = False
+
+    async def send(self, message: Message) -> None:
+        if self.body_limit_hit:
+            return
+        scope = self.scope
+        if message["type"] == "http.response.start" and _is_plain_413(message):
+            self.body_limit_hit = True
+            too_large = "The request body is larger than this route accepts."
+            response = (
+                bare_page(413, "Too large", too_large, self.request_id)
+                if is_console_path(scope["path"])
+                else envelope_response(
+                    status=413,
+                    code="payload_too_large",
+                    message=too_large,
+                    request_id=self.request_id,
+                )
+            )
+            self.body_limit_hit = False
+            await response(scope, self.receive, self.send)
+            self.body_limit_hit = True
+            return
+        if message["type"] == "http.response.start":
+            self.response_started = True
+            self.status = message["status"]
+            headers = MutableHeaders(scope=message)
+            headers["X-Request-ID"] = self.request_id
+            if self.hsts is not None and scope.get("scheme") == "https":
+                headers["Strict-Transport-Security"] = self.hsts
+            rate_limit: dict[str, str] | None = scope["state"].get("rate_limit_headers")
+            for name, value in (rate_limit or {}).items():
+                if name not in headers:
+                    headers[name] = value
+        await self._send(message)
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, hsts_max_age: int = 0) -> None:
         self.app = app
@@ -69,56 +138,17 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         started = time.perf_counter()
-        status = 500
-        response_started = False
-        # Starlette's body limit answers a too-large body with its own plain-text 413 (and then
-        # unwinds with a private signal); it leaves here as the envelope instead.
-        body_limit_hit = False
-
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status, response_started, body_limit_hit
-            if body_limit_hit:
-                return
-            if message["type"] == "http.response.start" and _is_plain_413(message):
-                body_limit_hit = True
-                too_large = "The request body is larger than this route accepts."
-                response = (
-                    bare_page(413, "Too large", too_large, request_id)
-                    if is_console_path(scope["path"])
-                    else envelope_response(
-                        status=413,
-                        code="payload_too_large",
-                        message=too_large,
-                        request_id=request_id,
-                    )
-                )
-                body_limit_hit = False
-                await response(scope, receive, send_with_request_id)
-                body_limit_hit = True
-                return
-            if message["type"] == "http.response.start":
-                response_started = True
-                status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = request_id
-                if self.hsts is not None and scope.get("scheme") == "https":
-                    headers["Strict-Transport-Security"] = self.hsts
-                rate_limit: dict[str, str] | None = scope["state"].get("rate_limit_headers")
-                for name, value in (rate_limit or {}).items():
-                    if name not in headers:
-                        headers[name] = value
-            await send(message)
-
+        exchange = _Exchange(scope, receive, send, request_id, self.hsts)
         try:
-            await self.app(scope, receive, send_with_request_id)
+            await self.app(scope, receive, exchange.send)
         except Exception:
-            if body_limit_hit:
+            if exchange.body_limit_hit:
                 return
             log.exception("unhandled_exception")
-            if response_started:
+            if exchange.response_started:
                 raise
             if is_console_path(scope["path"]):
-                await internal_error_page(request_id)(scope, receive, send_with_request_id)
+                await internal_error_page(request_id)(scope, receive, exchange.send)
                 return
             response = envelope_response(
                 status=500,
@@ -126,10 +156,11 @@ class RequestContextMiddleware:
                 message="Something went wrong on our side. Quote the request_id to support.",
                 request_id=request_id,
             )
-            await response(scope, receive, send_with_request_id)
+            await response(scope, receive, exchange.send)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
+            status = exchange.status
             fields: dict[str, Any] = {
                 "method": scope["method"],
                 "route": route,
