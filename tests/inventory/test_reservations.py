@@ -85,6 +85,39 @@ async def test_expired_reservation_frees_stock_lazily_on_next_touch(inv: Invento
     assert late.status_code == 409
 
 
+async def test_a_change_lets_the_overdue_holds_go_and_keeps_the_live_ones(
+    inv: Inventory,
+) -> None:
+    """A movement lets its balance's overdue reservations go whether it adds stock (after
+    the change) or takes it (before trying again, once refused); live holds stay held, and
+    the balance it answers with is the one stored."""
+    sku, loc = await _stocked(inv, 10)
+    overdue = await inv.post(
+        "/reservations", {"sku": sku, "location": loc, "quantity": 3, "expires_in_seconds": 1}
+    )
+    live = await inv.post(
+        "/reservations", {"sku": sku, "location": loc, "quantity": 2, "expires_in_seconds": 600}
+    )
+    await asyncio.sleep(1.2)
+    received = await inv.move(sku, loc, "receipt", 1)
+    assert received.status_code == 201, received.text
+    expected = {"sku": sku, "location": loc, "on_hand": 11, "reserved": 2, "available": 9}
+    assert received.json()["balance"] == expected
+    stored = await inv.balance(sku, loc)
+    assert {name: stored[name] for name in expected} == expected
+    status = {
+        held.json()["reservation"]["id"]: (
+            await inv.get(f"/reservations/{held.json()['reservation']['id']}")
+        ).json()["status"]
+        for held in (overdue, live)
+    }
+    assert list(status.values()) == ["expired", "active"]
+    assert (await inv.move(sku, loc, "issue", 10)).status_code == 409
+    issued = await inv.move(sku, loc, "issue", 9)
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["balance"] == {**expected, "on_hand": 2, "available": 0}
+
+
 async def test_sweep_expires_reservations_without_a_touch(inv: Inventory, app: object) -> None:
     sku, loc = await _stocked(inv, 5)
     await inv.post(

@@ -236,12 +236,14 @@ _UNRESERVE = text(
 
 async def expire_reservations_of(
     session: Writes, product_id: uuid.UUID, location_id: uuid.UUID
-) -> None:
-    """Lazily let expired reservations of one balance go before it is touched."""
+) -> int:
+    """Lazily let expired reservations of one balance go as it is touched; how much they
+    held (what the balance's `reserved` fell by)."""
     expired = await fetch(
         session, _EXPIRE_FOR_BALANCE.text, {"product_id": product_id, "location_id": location_id}
     )
     note_expired(session, expired)
+    return sum(row["quantity"] for row in expired)
 
 
 async def apply_delta(

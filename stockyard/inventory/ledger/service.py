@@ -3,6 +3,7 @@ in the request's one transaction; nothing here ever reads a balance and writes i
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -226,16 +227,36 @@ async def _change(
     location: LocationRef,
     delta: int,
 ) -> BalanceRow:
-    await ledger_repository.expire_reservations_of(session, product.id, location.id)
-    balance = await ledger_repository.apply_delta(
-        session,
-        tenant_id=principal.tenant_id,
-        product_id=product.id,
-        location_id=location.id,
-        delta=delta,
-    )
+    """Apply `delta` to one balance, letting its overdue reservations go on the way (lazy
+    expiry). The change is tried first: a balance that holds nothing (`reserved` 0 after the
+    change) has no reservation to let go, which spares most changes a statement. Where
+    something is held, the overdue holds are let go after a change that succeeded (under
+    the row lock the change took: balance first, then its reservations, the one lock
+    order), or before the change is tried again when it was refused, since what they free
+    may be what it lacked."""
+
+    async def apply() -> BalanceRow | None:
+        return await ledger_repository.apply_delta(
+            session,
+            tenant_id=principal.tenant_id,
+            product_id=product.id,
+            location_id=location.id,
+            delta=delta,
+        )
+
+    balance = await apply()
     if balance is None:
-        raise InsufficientStock(details={"sku": product.sku, "location": location.code})
+        if await ledger_repository.expire_reservations_of(session, product.id, location.id):
+            balance = await apply()
+        if balance is None:
+            raise InsufficientStock(details={"sku": product.sku, "location": location.code})
+    elif balance.reserved > 0:
+        released = await ledger_repository.expire_reservations_of(session, product.id, location.id)
+        if released:
+            # The expiry gave `released` back to this row in one more version.
+            balance = dataclasses.replace(
+                balance, reserved=balance.reserved - released, version=balance.version + 1
+            )
     return balance
 
 
