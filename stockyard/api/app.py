@@ -71,7 +71,10 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    driver_pool: asyncpg.Pool
+    # The driver's pools of the hot routes: reads, and the ledger's writes apart from them
+    # (a write waiting on a row lock must not hold a connection a read needs).
+    reader_pool: asyncpg.Pool
+    writer_pool: asyncpg.Pool
     redis: RedisClient
     keyring: KeyRing
     limiter: RateLimiter
@@ -94,7 +97,8 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         engine=engine,
         sessionmaker=sessionmaker,
-        driver_pool=create_driver_pool(app_url(settings), settings),
+        reader_pool=create_driver_pool(app_url(settings), settings),
+        writer_pool=create_driver_pool(app_url(settings), settings),
         redis=redis,
         keyring=KeyRing(
             sessionmaker,
@@ -179,7 +183,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
         services.install(app)
-        await services.driver_pool  # opens no connection yet (min_size=0)
+        # They open no connection yet (min_size=0).
+        await services.reader_pool
+        await services.writer_pool
         await services.keyring.load()
         stopping = asyncio.Event()
         tasks = [
@@ -226,7 +232,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await services.limiter.drain()
             await services.redis.aclose()
-            await services.driver_pool.close()
+            await services.reader_pool.close()
+            await services.writer_pool.close()
             await services.engine.dispose()
 
     app = FastAPI(

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stockyard.core import metrics
-from stockyard.core.dependencies import DriverPoolDep, EngineDep, SettingsDep
+from stockyard.core.dependencies import EngineDep, ReaderPoolDep, SettingsDep, WriterPoolDep
 from stockyard.core.errors import Unauthorized
 
 router = APIRouter(tags=["operations"])
@@ -20,7 +20,8 @@ router = APIRouter(tags=["operations"])
 async def read_metrics(
     settings: SettingsDep,
     engine: EngineDep,
-    driver: DriverPoolDep,
+    reads: ReaderPoolDep,
+    writes: WriterPoolDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     token = settings.metrics_token
@@ -32,8 +33,10 @@ async def read_metrics(
     metrics.DB_POOL_IN_USE.labels("sessions").set(pool.checkedout())  # type: ignore[attr-defined]
     # The pools have no overflow (core/database.create_engine): their size is their ceiling.
     metrics.DB_POOL_CAPACITY.labels("sessions").set(pool.size())  # type: ignore[attr-defined]
-    # The driver pool (the hot reads and the ledger's writes) opens connections on demand:
-    # those it holds minus the idle ones are out.
-    metrics.DB_POOL_IN_USE.labels("driver").set(driver.get_size() - driver.get_idle_size())
-    metrics.DB_POOL_CAPACITY.labels("driver").set(driver.get_max_size())
+    # The driver's pools (the hot reads, the ledger's writes) open connections on demand:
+    # those they hold minus the idle ones are out.
+    for name, driver_pool in (("reads", reads), ("writes", writes)):
+        in_use = driver_pool.get_size() - driver_pool.get_idle_size()
+        metrics.DB_POOL_IN_USE.labels(name).set(in_use)
+        metrics.DB_POOL_CAPACITY.labels(name).set(driver_pool.get_max_size())
     return Response(generate_latest(metrics.exposition_registry()), media_type=CONTENT_TYPE_LATEST)

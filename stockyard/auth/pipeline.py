@@ -182,7 +182,7 @@ async def inventory_reads(request: Request) -> AsyncIterator[TenantReads]:
     claims = await _authorized_caller(request, _INVENTORY_READ)
     state = request.app.state
     reads = TenantReads(
-        state.driver_pool, claims.tenant_id, timeout=state.settings.db_timeout_seconds
+        state.reader_pool, claims.tenant_id, timeout=state.settings.db_timeout_seconds
     )
     try:
         yield reads
@@ -205,7 +205,7 @@ async def inventory_writes(request: Request) -> AsyncIterator[WriterContext]:
     claims = await _authorized_caller(request, _INVENTORY_WRITE)
     state = request.app.state
     writes = TenantWrites(
-        state.driver_pool, claims.tenant_id, timeout=state.settings.db_timeout_seconds
+        state.writer_pool, claims.tenant_id, timeout=state.settings.db_timeout_seconds
     )
     try:
         yield WriterContext(session=writes, principal=claims)

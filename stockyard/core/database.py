@@ -159,10 +159,10 @@ async def _end_open_transaction(connection: asyncpg.Connection) -> None:
 
 
 def create_driver_pool(url: URL, settings: Settings) -> asyncpg.Pool:
-    """The driver's own pool for the hot routes (`TenantReads`, `TenantWrites`), as the same
-    role as the engine. It opens connections on demand (none at start, so the API starts
-    while the database is away) and replaces one that died on its next checkout. Await it
-    once before use."""
+    """A driver's own pool for the hot routes (the app has one for `TenantReads`, one for
+    `TenantWrites`), as the same role as the engine. It opens connections on demand (none at
+    start, so the API starts while the database is away) and replaces one that died on its
+    next checkout. Await it once before use."""
     pooler = _pooler_arguments(settings)
     return asyncpg.create_pool(
         to_libpq_dsn(url),
@@ -175,6 +175,10 @@ def create_driver_pool(url: URL, settings: Settings) -> asyncpg.Pool:
         server_settings={"application_name": "stockyard"},
         **({"statement_cache_size": 0} if pooler else {}),
     )
+
+
+class TransactionRolledBack(RuntimeError):
+    """A commit that PostgreSQL answered with a rollback: nothing of the transaction stays."""
 
 
 # What must hold before any request transaction commits, over what the transaction noted in
@@ -230,9 +234,13 @@ class _DriverTransaction:
         if connection is None:
             return
         try:
-            await connection.execute("COMMIT" if commit else "ROLLBACK")
+            status = await connection.execute("COMMIT" if commit else "ROLLBACK")
         finally:
             await self._pool.release(connection)
+        # PostgreSQL answers COMMIT in a transaction that has failed (a statement error caught
+        # and not re-raised) by rolling it back, with no error: that must not become a 2xx.
+        if commit and status != "COMMIT":
+            raise TransactionRolledBack("the transaction had failed; COMMIT rolled it back")
 
 
 class TenantReads(_DriverTransaction):

@@ -31,9 +31,14 @@ async def get_engine(request: Request) -> AsyncEngine:
     return engine
 
 
-async def get_driver_pool(request: Request) -> asyncpg.Pool:
-    driver_pool: asyncpg.Pool = request.app.state.driver_pool
-    return driver_pool
+async def get_reader_pool(request: Request) -> asyncpg.Pool:
+    reader_pool: asyncpg.Pool = request.app.state.reader_pool
+    return reader_pool
+
+
+async def get_writer_pool(request: Request) -> asyncpg.Pool:
+    writer_pool: asyncpg.Pool = request.app.state.writer_pool
+    return writer_pool
 
 
 async def get_redis(request: Request) -> RedisClient:
@@ -54,6 +59,7 @@ async def get_request_id(request: Request) -> str | None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
-DriverPoolDep = Annotated[asyncpg.Pool, Depends(get_driver_pool)]
+ReaderPoolDep = Annotated[asyncpg.Pool, Depends(get_reader_pool)]
+WriterPoolDep = Annotated[asyncpg.Pool, Depends(get_writer_pool)]
 RedisDep = Annotated[RedisClient, Depends(get_redis)]
 RequestId = Annotated[str | None, Depends(get_request_id)]

@@ -184,11 +184,11 @@ async def test_metrics_parse_and_count_requests(client: httpx.AsyncClient) -> No
     assert "stockyard_http_request_duration_seconds" in families
     for gauge in ("stockyard_db_pool_connections_in_use", "stockyard_db_pool_connections_max"):
         pools = {sample.labels["pool"] for sample in families[gauge].samples}
-        assert pools == {"sessions", "driver"}, gauge
+        assert pools == {"sessions", "reads", "writes"}, gauge
     capacity = {
         s.labels["pool"]: s.value for s in families["stockyard_db_pool_connections_max"].samples
     }
-    assert capacity["driver"] > 0 and capacity["sessions"] > 0
+    assert capacity["reads"] > 0 and capacity["writes"] > 0 and capacity["sessions"] > 0
     for family in families.values():
         for sample in family.samples:
             assert "tenant" not in sample.labels and "user" not in sample.labels

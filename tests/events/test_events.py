@@ -434,7 +434,7 @@ async def test_a_commit_with_unannounced_stock_changes_is_refused(
         writes = services.sessionmaker()
         tenancy.scope_to_tenant(writes, tenant.id)
     else:
-        writes = TenantWrites(services.driver_pool, tenant.id, timeout=5.0)
+        writes = TenantWrites(services.writer_pool, tenant.id, timeout=5.0)
     try:
         await fetch(
             writes,
@@ -463,7 +463,7 @@ async def test_a_commit_with_unannounced_stock_changes_is_refused(
         await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
         assert await app_db.fetchval("SELECT count(*) FROM product WHERE sku = 'SILENT'") == 0
     # The refused transaction gave its connection back, rolled back and with no tenant.
-    async with services.driver_pool.acquire() as connection:
+    async with services.writer_pool.acquire() as connection:
         assert not connection.is_in_transaction()
         assert await connection.fetchval("SELECT current_setting('app.tenant_id', true)") in (
             None,

@@ -14,10 +14,12 @@ import pytest
 from stockyard.core.database import app_url, create_engine, create_sessionmaker
 from stockyard.core.settings import Settings
 from stockyard.inventory.ledger import maintenance
+from tests.conftest import make_settings, running_app
 from tests.support.helpers import Tenant, signup
 from tests.support.inventory import Inventory
 from tests.support.ledger import balances_against_ledger, drifted
 from tests.support.live import LiveServer
+from tests.support.services import TestServices
 
 
 @pytest.fixture(scope="module")
@@ -297,3 +299,36 @@ async def test_the_sweep_and_a_transfer_take_locks_in_one_order(
         "SELECT status FROM reservation WHERE tenant_id = $1", tenant.id
     )
     assert {row["status"] for row in app_rows} == {"expired"}
+
+
+async def test_writes_waiting_on_a_row_lock_leave_the_reads_their_connections(
+    services: TestServices, owner_db: asyncpg.Connection
+) -> None:
+    """Ledger writes queued on a locked balance hold their connections; the hot reads run
+    on a pool of their own, so they still answer at once (with one shared pool they waited
+    out the pool timeout and answered 503)."""
+    small = make_settings(services, db_pool_size=2, db_timeout_seconds=1.0)
+    async with running_app(small) as (_, client):
+        tenant = await signup(client)
+        inv = Inventory(client, tenant)
+        sku, code = (await inv.product())["sku"], (await inv.location())["code"]
+        await inv.receive(sku, code, 10)
+        lock = owner_db.transaction()
+        await lock.start()
+        try:
+            await owner_db.execute(
+                "SELECT 1 FROM balance b JOIN product p ON p.id = b.product_id "
+                "WHERE p.sku = $1 AND b.tenant_id = $2 FOR UPDATE OF b",
+                sku,
+                tenant.id,
+            )
+            writes = [asyncio.create_task(inv.move(sku, code, "issue", 1)) for _ in range(2)]
+            await asyncio.sleep(0.5)
+            assert not any(write.done() for write in writes)  # both wait on the lock
+            stock = await inv.get("/stock")
+            assert stock.status_code == 200, stock.text
+            assert stock.json()["items"][0]["on_hand"] == 10
+        finally:
+            await lock.rollback()
+        assert [(await write).status_code for write in writes] == [201, 201]
+        assert (await inv.balance(sku, code))["on_hand"] == 8

@@ -213,7 +213,7 @@ async def test_read_route_transaction_shows_one_tenant_and_writes_nothing(
 ) -> None:
     """The hot read routes' transaction (TenantReads, on the reader pool) is scoped like a
     session's: its tenant's rows only, and READ ONLY, so a write there fails."""
-    pool = app.state.services.driver_pool  # type: ignore[attr-defined]
+    pool = app.state.services.reader_pool  # type: ignore[attr-defined]
     reads = TenantReads(pool, tenant.id, timeout=5.0)
     try:
         tenants = await fetch(reads, "SELECT id FROM tenant")
@@ -230,10 +230,10 @@ async def test_read_route_transaction_shows_one_tenant_and_writes_nothing(
 async def test_ledger_write_transaction_sees_and_writes_its_tenant_only(
     tenant: Tenant, other_tenant: Tenant, app: object
 ) -> None:
-    """The ledger write routes' transaction (TenantWrites, on the driver pool) is scoped like
+    """The ledger write routes' transaction (TenantWrites, on the writer pool) is scoped like
     a session's: its tenant's rows only, a row for another tenant is refused by the policy's
     WITH CHECK, and its connection goes back to the pool with no tenant and no transaction."""
-    pool = app.state.services.driver_pool  # type: ignore[attr-defined]
+    pool = app.state.services.writer_pool  # type: ignore[attr-defined]
     writes = TenantWrites(pool, tenant.id, timeout=5.0)
     try:
         tenants = await fetch(writes, "SELECT id FROM tenant")
@@ -275,12 +275,12 @@ async def test_the_self_scoped_product_read_sees_its_tenant_only_and_leaves_no_t
 
 
 @pytest.mark.parametrize("route", ["stock", "product", "receipt", "refused issue"])
-async def test_driver_pool_connection_has_no_tenant_after_a_request(
+async def test_driver_pools_connections_have_no_tenant_after_a_request(
     client: httpx.AsyncClient, tenant: Tenant, app: object, route: str
 ) -> None:
     """After a read in a transaction (stock), a self-scoped statement (the product GET), or
     a ledger write that commits (a receipt) or rolls back (an issue beyond the stock), the
-    driver pool's connections carry no tenant and no open transaction."""
+    driver pools' connections carry no tenant and no open transaction."""
     inv = Inventory(client, tenant)
     if route == "product":
         product_id = (await inv.product())["id"]
@@ -292,8 +292,9 @@ async def test_driver_pool_connection_has_no_tenant_after_a_request(
         kind = "receipt" if route == "receipt" else "issue"
         response = await inv.move(sku, code, kind, 5)
     assert response.status_code == {"receipt": 201, "refused issue": 409}.get(route, 200)
-    pool = app.state.services.driver_pool  # type: ignore[attr-defined]
-    assert pool.get_size() >= 1  # the read above ran on this pool
+    services = app.state.services  # type: ignore[attr-defined]
+    pool = services.reader_pool if route in ("stock", "product") else services.writer_pool
+    assert pool.get_size() >= 1  # the request above ran on this pool
     async with pool.acquire() as connection:
         assert not connection.is_in_transaction()
         value = await connection.fetchval("SELECT current_setting('app.tenant_id', true)")
