@@ -161,11 +161,13 @@ async def _orm_row_by_row(
     location_by_code: dict[str, uuid.UUID],
 ) -> float:
     """The baseline bulk ingest is measured against: one ORM insert and one balance
-    statement per movement, in one transaction, as the app role."""
+    statement per movement, in one transaction, as the app role, and the stock events of
+    the balances it touched (as bulk ingest writes them; a commit without them is refused)."""
     from stockyard.core.database import create_engine, create_sessionmaker
     from stockyard.core.ids import new_id
     from stockyard.core.tenancy import set_current_tenant
     from stockyard.inventory.ledger import repository as ledger_repository
+    from stockyard.inventory.ledger.service import publish_stock_changes
     from stockyard.inventory.models import Movement
 
     engine = create_engine(app_url(settings), settings, pool_size=1)
@@ -194,6 +196,7 @@ async def _orm_row_by_row(
                 location_id=location_id,
                 delta=item["quantity"],
             )
+        await publish_stock_changes(session, tenant_id)
     elapsed = time.perf_counter() - started
     await engine.dispose()
     return elapsed
