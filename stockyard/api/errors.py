@@ -255,10 +255,16 @@ def _is_connection_failure(exc: BaseException) -> bool:
     # operator intervention (shutdown, starting up).
     if state is not None and state[:2] in {"08", "53", "57"}:
         return True
-    # asyncpg's own InterfaceError (a connection that is gone) reaches here from the reads the
-    # driver runs directly (core/database.fetch).
+    # asyncpg's own InterfaceError (a connection that is gone) reaches here from the
+    # statements the driver runs directly (core/database.fetch), and its InternalClientError
+    # from a connection the server dropped mid-operation before asyncpg saw its socket close.
     if isinstance(
-        exc, OperationalError | InterfaceError | PoolTimeoutError | asyncpg.InterfaceError
+        exc,
+        OperationalError
+        | InterfaceError
+        | PoolTimeoutError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError,
     ):
         return True
     if isinstance(exc, DBAPIError):
@@ -311,6 +317,7 @@ def install_error_handlers(app: FastAPI) -> None:
         DBAPIError,
         asyncpg.PostgresError,
         asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
         PoolTimeoutError,
         OSError,
         TimeoutError,

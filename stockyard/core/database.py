@@ -200,6 +200,17 @@ def _run_commit_checks(session: Session) -> None:
         check(session.info)
 
 
+async def _give_back_broken(pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
+    """Give back a connection whose statement failed outside a transaction that could be
+    rolled back (BEGIN itself, COMMIT, ROLLBACK, a self-scoped statement): closed, not kept.
+    A failure there is most often the connection's own (the server shut down, a cut socket),
+    and asyncpg may still think such a connection usable until its socket closes: handed out
+    again, its next statement fails with InternalClientError. A new connection costs less
+    than a request answered with a 500."""
+    connection.terminate()
+    await pool.release(connection)
+
+
 class _DriverTransaction:
     """A transaction in one tenant on a connection of the driver pool: what the hot routes
     run on, in place of an ORM session whose machinery (session and transaction objects, a
@@ -224,7 +235,7 @@ class _DriverTransaction:
             try:
                 await begin_in_tenant(connection, self.tenant_id, read_only=self._read_only)
             except BaseException:
-                await self._pool.release(connection)
+                await _give_back_broken(self._pool, connection)
                 raise
             self._connection = connection
         return self._connection
@@ -235,8 +246,10 @@ class _DriverTransaction:
             return
         try:
             status = await connection.execute("COMMIT" if commit else "ROLLBACK")
-        finally:
-            await self._pool.release(connection)
+        except BaseException:
+            await _give_back_broken(self._pool, connection)
+            raise
+        await self._pool.release(connection)
         # PostgreSQL answers COMMIT in a transaction that has failed (a statement error caught
         # and not re-raised) by rolling it back, with no error: that must not become a 2xx.
         if commit and status != "COMMIT":
@@ -261,8 +274,29 @@ class TenantReads(_DriverTransaction):
         Inside an open one, it runs there like any other."""
         if self._connection is not None:
             return await fetch_one(self, sql, params)
-        async with self._pool.acquire(timeout=self._timeout) as connection:
-            return await connection.fetchrow(*_bound(sql, params))
+        connection = await self._pool.acquire(timeout=self._timeout)
+        try:
+            row: asyncpg.Record | None = await connection.fetchrow(*_bound(sql, params))
+        except BaseException:
+            await _give_back_broken(self._pool, connection)
+            raise
+        await self._pool.release(connection)
+        return row
+
+    async def fetch_self_scoped(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[asyncpg.Record]:
+        """The rows of such a statement, likewise."""
+        if self._connection is not None:
+            return await fetch(self, sql, params)
+        connection = await self._pool.acquire(timeout=self._timeout)
+        try:
+            rows = list(await connection.fetch(*_bound(sql, params)))
+        except BaseException:
+            await _give_back_broken(self._pool, connection)
+            raise
+        await self._pool.release(connection)
+        return rows
 
 
 class TenantWrites(_DriverTransaction):

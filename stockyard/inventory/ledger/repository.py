@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from stockyard.core.database import (
     Reads,
+    TenantReads,
     Writes,
     check_before_commit,
     execute_many,
@@ -398,6 +399,17 @@ async def history(
     return _MOVEMENT_LIST.validate_python([dict(row) for row in rows])
 
 
+# The usual history request, a SKU's movements page after page, through the function that
+# scopes itself to the tenant (migration 0014): one round trip, and the same page.
+_SKU_HISTORY_DOCUMENTS = f"""
+    SELECT page.occurred_at, page.id, {DOCUMENT}
+    FROM stockyard_product_movements_in_tenant(
+        :tenant_id, :sku, :after_at, :after_id, :limit) AS page
+    {document_of(MovementRead, {name: f"page.{name}" for name in MovementRead.model_fields})}
+    ORDER BY page.occurred_at, page.id
+"""
+
+
 async def history_documents(
     reads: Reads,
     *,
@@ -407,6 +419,19 @@ async def history_documents(
 ) -> list[asyncpg.Record]:
     """`history`'s rows as (occurred_at, id, document): each movement's key, and its JSON as
     `MovementRead` serializes it."""
+    only_sku = where.sku is not None and where == MovementFilter(where.sku, None, None, None, None)
+    if isinstance(reads, TenantReads) and only_sku:
+        after_at, after_id = after if after is not None else (None, None)
+        return await reads.fetch_self_scoped(
+            _SKU_HISTORY_DOCUMENTS,
+            {
+                "tenant_id": reads.tenant_id,
+                "sku": where.sku,
+                "after_at": after_at,
+                "after_id": after_id,
+                "limit": limit,
+            },
+        )
     filters, params = _history_filters(where, after, limit)
     return await fetch(reads, _HISTORY_DOCUMENTS.format(filters=filters), params)
 
