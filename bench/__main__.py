@@ -246,7 +246,13 @@ def main() -> None:
 
     servers: list[subprocess.Popen[bytes]] = []
     with bench_stack("stockyard-bench-") as stack:
-        settings, env = stack.settings, stack.server_env
+        settings = stack.settings
+        # Two servers of `--workers` processes, three pools each (sessions, reads, writes),
+        # beside this process's own connections: sized so that together they stay under a
+        # default PostgreSQL's 100 connections (each worker serves about 16 / workers of
+        # the load's connections at a time).
+        pool_size = max(4, args.concurrency // args.workers)
+        env = {**stack.server_env, "STOCKYARD_DB_POOL_SIZE": str(pool_size)}
         try:
             with_port, without_port = free_port(), free_port()
             with_url, without_url = (
