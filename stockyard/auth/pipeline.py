@@ -163,7 +163,7 @@ async def tenant_context(request: Request) -> AsyncIterator[CallerContext]:
 
 # Steps 1 to 5 for the hot routes, in one dependency each (each one more is a node FastAPI
 # solves per request): the same checks in the same order as `tenant_context` and `require`,
-# then a transaction on the driver's pool in place of an ORM session.
+# then a transaction on one of the driver's pools in place of an ORM session.
 async def _authorized_caller(request: Request, needed: frozenset[Scope]) -> AccessClaims:
     auth = await authenticate(request, _bearer_token(request))
     claims = auth.claims
@@ -194,7 +194,7 @@ async def inventory_reads(request: Request) -> AsyncIterator[TenantReads]:
 
 @dataclass(frozen=True, slots=True)
 class WriterContext:
-    """A caller holding inventory:write, and the request's transaction on the driver pool,
+    """A caller holding inventory:write, and the request's transaction on the writer pool,
     opened for it and committed when the route returns (rolled back when it raises)."""
 
     session: TenantWrites

@@ -150,7 +150,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 async def _end_open_transaction(connection: asyncpg.Connection) -> None:
-    """What the driver pool does to a connection given back: ends a transaction left open
+    """What a driver pool does to a connection given back: ends a transaction left open
     (a request cut off mid-statement). Nothing else: its transactions set nothing but their
     transaction-local tenant, so asyncpg's default reset (RESET ALL, UNLISTEN, CLOSE ALL,
     advisory unlock: one more round trip on every release) has nothing to undo."""
@@ -212,7 +212,7 @@ async def _give_back_broken(pool: asyncpg.Pool, connection: asyncpg.Connection) 
 
 
 class _DriverTransaction:
-    """A transaction in one tenant on a connection of the driver pool: what the hot routes
+    """A transaction in one tenant on a connection of a driver pool: what the hot routes
     run on, in place of an ORM session whose machinery (session and transaction objects, a
     greenlet switch per statement, connection events, BEGIN and the tenant setting as two
     round trips) cost more CPU than their statements. It begins at the first statement, as
