@@ -181,15 +181,10 @@ async def _authorized_caller(request: Request, needed: frozenset[Scope]) -> Acce
 async def inventory_reads(request: Request) -> AsyncIterator[TenantReads]:
     claims = await _authorized_caller(request, _INVENTORY_READ)
     state = request.app.state
-    reads = TenantReads(
+    async with TenantReads(
         state.reader_pool, claims.tenant_id, timeout=state.settings.db_timeout_seconds
-    )
-    try:
+    ) as reads:
         yield reads
-    except BaseException:
-        await reads.close(commit=False)
-        raise
-    await reads.close(commit=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,15 +199,10 @@ class WriterContext:
 async def inventory_writes(request: Request) -> AsyncIterator[WriterContext]:
     claims = await _authorized_caller(request, _INVENTORY_WRITE)
     state = request.app.state
-    writes = TenantWrites(
+    async with TenantWrites(
         state.writer_pool, claims.tenant_id, timeout=state.settings.db_timeout_seconds
-    )
-    try:
+    ) as writes:
         yield WriterContext(session=writes, principal=claims)
-    except BaseException:
-        await writes.close(commit=False)
-        raise
-    await writes.close(commit=True)
 
 
 # Step 4: Redis had nothing on this session: PostgreSQL decides, Redis learns it.

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import asyncpg
 from sqlalchemy import event
@@ -218,7 +220,8 @@ class _DriverTransaction:
     round trips) cost more CPU than their statements. It begins at the first statement, as
     BEGIN and the transaction-local tenant setting in one round trip, so row-level security
     applies to every statement exactly as it does under a session. `close` commits or rolls
-    back and gives the connection back."""
+    back and gives the connection back; as a context manager, it commits when the block
+    ends and rolls back when it raises."""
 
     __slots__ = ("_connection", "_pool", "_timeout", "tenant_id")
     _read_only = False
@@ -239,6 +242,29 @@ class _DriverTransaction:
                 raise
             self._connection = connection
         return self._connection
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close(commit=exc_type is None)
+
+    @asynccontextmanager
+    async def _connection_alone(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the pool for one statement outside this transaction, given back
+        closed if that statement failed (see `_give_back_broken`)."""
+        connection = await self._pool.acquire(timeout=self._timeout)
+        try:
+            yield connection
+        except BaseException:
+            await _give_back_broken(self._pool, connection)
+            raise
+        await self._pool.release(connection)
 
     async def close(self, *, commit: bool) -> None:
         connection, self._connection = self._connection, None
@@ -274,14 +300,9 @@ class TenantReads(_DriverTransaction):
         Inside an open one, it runs there like any other."""
         if self._connection is not None:
             return await fetch_one(self, sql, params)
-        connection = await self._pool.acquire(timeout=self._timeout)
-        try:
+        async with self._connection_alone() as connection:
             row: asyncpg.Record | None = await connection.fetchrow(*_bound(sql, params))
-        except BaseException:
-            await _give_back_broken(self._pool, connection)
-            raise
-        await self._pool.release(connection)
-        return row
+            return row
 
     async def fetch_self_scoped(
         self, sql: str, params: Mapping[str, Any] | None = None
@@ -289,14 +310,8 @@ class TenantReads(_DriverTransaction):
         """The rows of such a statement, likewise."""
         if self._connection is not None:
             return await fetch(self, sql, params)
-        connection = await self._pool.acquire(timeout=self._timeout)
-        try:
-            rows = list(await connection.fetch(*_bound(sql, params)))
-        except BaseException:
-            await _give_back_broken(self._pool, connection)
-            raise
-        await self._pool.release(connection)
-        return rows
+        async with self._connection_alone() as connection:
+            return list(await connection.fetch(*_bound(sql, params)))
 
 
 class TenantWrites(_DriverTransaction):

@@ -419,8 +419,8 @@ async def history_documents(
 ) -> list[asyncpg.Record]:
     """`history`'s rows as (occurred_at, id, document): each movement's key, and its JSON as
     `MovementRead` serializes it."""
-    only_sku = where.sku is not None and where == MovementFilter(where.sku, None, None, None, None)
-    if isinstance(reads, TenantReads) and only_sku:
+    others = (where.location, where.kind, where.start, where.end)
+    if isinstance(reads, TenantReads) and where.sku is not None and others == (None,) * 4:
         after_at, after_id = after if after is not None else (None, None)
         return await reads.fetch_self_scoped(
             _SKU_HISTORY_DOCUMENTS,
