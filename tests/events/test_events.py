@@ -266,6 +266,43 @@ async def test_a_bulk_batch_that_lets_a_reservation_go_announces_each_balance_on
     assert {event["request_id"] for event in events} == {bulk.headers["x-request-id"]}
 
 
+async def test_a_bulk_batch_that_takes_stock_counts_the_reservation_it_lets_go(
+    inv: Inventory,
+) -> None:
+    """A batch in which some balance's net change is negative is checked for shortage
+    before it is applied (a batch that only adds skips the check); its events count the
+    reservation it lets expire exactly as a batch that only adds does (above)."""
+    sku = (await inv.product(reorder_point=3))["sku"]
+    loc = (await inv.location())["code"]
+    await inv.receive(sku, loc, 6)
+    held = await inv.post(
+        "/reservations", {"sku": sku, "location": loc, "quantity": 5, "expires_in_seconds": 1}
+    )
+    assert held.status_code == 201, held.text
+    await asyncio.sleep(1.2)
+    cursor = await _position(inv)
+    # available was 1 (6 on hand, 5 held): the batch takes 2 net, which only the hold's
+    # expiry makes possible, and the expiry frees 5 -> 4 on hand, 4 available.
+    bulk = await inv.post(
+        "/movements/bulk",
+        {
+            "items": [
+                {"sku": sku, "location": loc, "kind": "receipt", "quantity": 1},
+                {"sku": sku, "location": loc, "kind": "issue", "quantity": 3},
+            ]
+        },
+    )
+    assert bulk.status_code == 201, bulk.text
+    events, _ = await _all_events(inv, cursor)
+    assert sorted(_types(events)) == ["reservation.expired", "stock.changed", "stock.restocked"]
+    by_type = {event["type"]: event for event in events}
+    changed = by_type["stock.changed"]["data"]
+    assert (changed["on_hand"], changed["reserved"], changed["available"]) == (4, 0, 4)
+    assert changed["movement_count"] == 2
+    assert by_type["stock.restocked"]["data"]["previous_available"] == 1
+    assert by_type["reservation.expired"]["data"]["id"] == held.json()["reservation"]["id"]
+
+
 async def test_the_feed_shows_one_tenant_pages_filters_and_refuses_forged_cursors(
     client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
 ) -> None:

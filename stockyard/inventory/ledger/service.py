@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -363,6 +364,17 @@ async def transfer(
     )
 
 
+def _takes_stock(rows: Sequence[bulk_repository.StagedMovement]) -> bool:
+    """Whether the batch's net change of some balance is negative. SKUs and location codes
+    name their rows exactly (staging joins on them as they are), so they key the balances."""
+    if all(row[5] >= 0 for row in rows):
+        return False
+    nets: dict[tuple[str, str], int] = {}
+    for _, _, sku, location, _, delta, *_ in rows:
+        nets[sku, location] = nets.get((sku, location), 0) + delta
+    return any(net < 0 for net in nets.values())
+
+
 async def ingest(
     session: Writes,
     principal: AccessClaims,
@@ -394,7 +406,11 @@ async def ingest(
             details={"items": [{"index": p.index, "reason": p.reason} for p in problems]}
         )
     short = await bulk_repository.apply(
-        session, tenant_id=principal.tenant_id, request_id=request_id, actor_id=principal.subject
+        session,
+        tenant_id=principal.tenant_id,
+        request_id=request_id,
+        actor_id=principal.subject,
+        takes_stock=_takes_stock(rows),
     )
     if short:
         raise InsufficientStock(
