@@ -129,8 +129,9 @@ async def test_sweep_transfers_lazy_expiry_and_bulk_share_balances_without_deadl
     settings: Settings,
 ) -> None:
     """Both legs of opposite transfers hold hundreds of reservations that have just expired;
-    the periodic sweep, the transfers (which expire lazily), a bulk over both balances,
-    single movements and new reservations all run at once, round after round. No answer is
+    the periodic sweep, the transfers (which expire lazily), two bulks over both balances
+    (one that takes stock, one that does not), single movements and new reservations all run
+    at once, round after round. No answer is
     a 5xx, and every balance equals its ledger and its live reservations."""
     inv = Inventory(http, tenant_live)
     sku = (await inv.product())["sku"]
@@ -152,16 +153,24 @@ async def test_sweep_transfers_lazy_expiry_and_bulk_share_balances_without_deadl
     try:
         for _ in range(8):
             await _expire_many(owner_db, tenant_live.id, sku, (a, b), 200)
-            bulk_items = [
+            # Two bulks: one whose balances net zero (applied in one upsert) and one that
+            # takes from both (held first and checked for shortage, then applied).
+            adding_items = [
                 {"sku": sku, "location": code, "kind": kind, "quantity": 1}
                 for code in (b, a)
                 for kind in ("receipt", "issue")
+            ] * 50
+            taking_items = [
+                {"sku": sku, "location": code, "kind": kind, "quantity": quantity}
+                for code in (a, b)
+                for kind, quantity in (("issue", 2), ("receipt", 1))
             ] * 50
             requests = [
                 _sweeps(sweeper),
                 transfer(a, b),
                 transfer(b, a),
-                inv.post("/movements/bulk", {"items": bulk_items}),
+                inv.post("/movements/bulk", {"items": adding_items}),
+                inv.post("/movements/bulk", {"items": taking_items}),
                 transfer(a, b),
                 inv.move(sku, b, "issue", 1),
                 inv.move(sku, a, "receipt", 1),
