@@ -6,7 +6,7 @@ A page of 100 movements cost ~1.6 ms of the API's CPU in asyncpg records, dicts,
 row and the JSON dump: more than the rest of the request. PostgreSQL writes each row as one
 compact JSON object (`row_to_json`, keys in the model's field order) at a few microseconds a
 row. The model stays the contract: `document` derives the columns from its fields (names,
-order, and an instant's text through `stockyard_instant_text`, migration 0013), refuses a
+order, and an instant's text through `stockyard_instant_text`, migrations 0013 and 0015), refuses a
 field type whose JSON it does not know to be the same, and a test holds the bytes of a
 rendered page equal to the model's own serialization of the same rows.
 """
