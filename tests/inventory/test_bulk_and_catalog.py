@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import uuid
+
 import httpx
 
+from stockyard.inventory.ledger.bulk_repository import StagedMovement
+from stockyard.inventory.ledger.service import takes_stock
 from tests.support.inventory import Inventory
 
 
@@ -176,3 +180,22 @@ async def test_text_the_database_cannot_store_is_422_not_500(inv: Inventory) -> 
     assert (await inv.get("/products", q="NUL-1")).json()["items"] == []
     search = await inv.get("/stock", sku="x\u0000y")
     assert search.status_code == 422
+
+
+def test_a_batch_takes_stock_only_when_some_balance_nets_negative() -> None:
+    """Which way a batch is applied: one upsert when no balance's net change is negative
+    (the shortage check could not fail), else held, checked and applied."""
+
+    def batch(*items: tuple[str, str, int]) -> list[StagedMovement]:
+        return [
+            (index, uuid.uuid4(), sku, code, "adjustment", delta, None, None, None)
+            for index, (sku, code, delta) in enumerate(items)
+        ]
+
+    assert not takes_stock(batch(("A", "X", 5), ("B", "X", 1)))
+    # An issue the same batch covers on the same balance takes nothing in the end.
+    assert not takes_stock(batch(("A", "X", -3), ("A", "X", 3)))
+    # The same SKU elsewhere does not cover it; nor does another SKU at the same place.
+    assert takes_stock(batch(("A", "X", -3), ("A", "Y", 10)))
+    assert takes_stock(batch(("A", "X", -3), ("B", "X", 10)))
+    assert takes_stock(batch(("A", "X", 2), ("A", "X", -3)))

@@ -364,7 +364,7 @@ async def transfer(
     )
 
 
-def _takes_stock(rows: Sequence[bulk_repository.StagedMovement]) -> bool:
+def takes_stock(rows: Sequence[bulk_repository.StagedMovement]) -> bool:
     """Whether the batch's net change of some balance is negative. SKUs and location codes
     name their rows exactly (staging joins on them as they are), so they key the balances."""
     if all(row[5] >= 0 for row in rows):
@@ -410,7 +410,7 @@ async def ingest(
         tenant_id=principal.tenant_id,
         request_id=request_id,
         actor_id=principal.subject,
-        takes_stock=_takes_stock(rows),
+        takes_stock=takes_stock(rows),
     )
     if short:
         raise InsufficientStock(
