@@ -165,19 +165,22 @@ async def test_history_and_stock_pages_are_the_models_bytes(
             MovementPage, rows, 7, lambda m: (m.occurred_at.isoformat(), str(m.id))
         )
 
-    stock_pages = await _pages(inv, "/stock", {}, limit=1)
-    assert len(stock_pages) == 3
-    for cursor, body in stock_pages:
-        async with _reads(reader_pool, inv) as reads:
-            items = await ledger.stock(
-                reads,
-                sku=None,
-                location=None,
-                below_reorder_point=False,
-                after=text_pair_cursor(cursor),
-                limit=2,
-            )
-        assert body == _as_models_write(StockPage, items, 1, lambda i: (i.sku, i.location))
+    # All balances (the general statement), and one SKU's (its self-scoped function).
+    for sku_filter, page_count in ((None, 3), (sku, 2)):
+        params = {} if sku_filter is None else {"sku": sku_filter}
+        stock_pages = await _pages(inv, "/stock", params, limit=1)
+        assert len(stock_pages) == page_count
+        for cursor, body in stock_pages:
+            async with _reads(reader_pool, inv) as reads:
+                items = await ledger.stock(
+                    reads,
+                    sku=sku_filter,
+                    location=None,
+                    below_reorder_point=False,
+                    after=text_pair_cursor(cursor),
+                    limit=2,
+                )
+            assert body == _as_models_write(StockPage, items, 1, lambda i: (i.sku, i.location))
 
 
 def test_a_model_is_rendered_from_exactly_its_fields_in_order() -> None:

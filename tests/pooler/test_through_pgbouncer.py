@@ -92,8 +92,9 @@ async def test_no_server_connection_carries_a_tenant_between_transactions(
         while not stop.is_set():
             answer = await inv.move(sku, loc, "receipt", 1)
             assert answer.status_code == 201, answer.text
+            # A SKU's stock and the product read are self-scoped: each its own
+            # single-statement transaction.
             assert (await inv.get("/stock", sku=sku)).status_code == 200
-            # The self-scoped product read: its own single-statement transaction.
             assert (await inv.get(f"/products/{product_id}")).status_code == 200
 
     async def probing() -> None:

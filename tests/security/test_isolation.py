@@ -306,6 +306,36 @@ async def test_the_self_scoped_history_read_sees_its_tenant_only_and_leaves_no_t
         assert setting == str(other_tenant.id)
 
 
+async def test_the_self_scoped_stock_read_sees_its_tenant_only_and_leaves_no_tenant(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, app_db: asyncpg.Connection
+) -> None:
+    """`stockyard_product_stock_in_tenant` (a SKU's stock page in one round trip) runs as the
+    app role under row-level security: in one tenant it reads that tenant's balances of the
+    SKU and none of another tenant's same SKU, first page and after a cursor, and its tenant
+    setting is gone once it returns, alone or inside another tenant's transaction."""
+    own, others = Inventory(client, tenant), Inventory(client, other_tenant)
+    sku = "SHARED-STOCK"
+    for inv, quantities in ((own, (1, 2, 3)), (others, (40, 50))):
+        await inv.product(sku)
+        for place, quantity in enumerate(quantities):
+            await inv.receive(sku, (await inv.location(f"BIN-{place}"))["code"], quantity)
+    read = (
+        "SELECT on_hand, sku, location FROM stockyard_product_stock_in_tenant($1, $2, $3, $4, $5)"
+    )
+    first = await app_db.fetch(read, tenant.id, sku, None, None, 2)
+    assert [(row["location"], row["on_hand"]) for row in first] == [("BIN-0", 1), ("BIN-1", 2)]
+    after = await app_db.fetch(read, tenant.id, sku, sku, "BIN-1", 9)
+    assert [row["on_hand"] for row in after] == [3]
+    theirs = await app_db.fetch(read, other_tenant.id, sku, None, None, 9)
+    assert [row["on_hand"] for row in theirs] == [40, 50]
+    assert await app_db.fetchval("SELECT current_setting('app.tenant_id', true)") in (None, "")
+    async with app_db.transaction():
+        await app_db.execute("SELECT set_config('app.tenant_id', $1, true)", str(other_tenant.id))
+        assert len(await app_db.fetch(read, tenant.id, sku, None, None, 9)) == 3
+        setting = await app_db.fetchval("SELECT current_setting('app.tenant_id', true)")
+        assert setting == str(other_tenant.id)
+
+
 @pytest.mark.parametrize("route", ["stock", "product", "receipt", "refused issue"])
 async def test_driver_pools_connections_have_no_tenant_after_a_request(
     client: httpx.AsyncClient, tenant: Tenant, app: object, route: str

@@ -505,11 +505,35 @@ async def stock(
     return await fetch(reads, _STOCK.format(filters=filters), params)
 
 
+# The usual stock request, a SKU's balances, through the function that scopes itself to the
+# tenant (migration 0016): one round trip, and the same page.
+_SKU_STOCK_DOCUMENTS = f"""
+    SELECT page.sku, page.location, {DOCUMENT}
+    FROM stockyard_product_stock_in_tenant(
+        :tenant_id, :sku, :after_sku, :after_location, :limit) AS page
+    {_STOCK_ITEM}
+    ORDER BY page.sku, page.location
+"""
+
+
 async def stock_documents(
     reads: Reads, *, where: StockFilter, after: tuple[str, str] | None, limit: int
 ) -> list[asyncpg.Record]:
     """`stock`'s rows as (sku, location, document): each row's key, and its JSON as
     `StockItem` serializes it."""
+    only_sku = where.sku is not None and where == StockFilter(where.sku, None, False)
+    if isinstance(reads, TenantReads) and only_sku:
+        after_sku, after_location = after if after is not None else (None, None)
+        return await reads.fetch_self_scoped(
+            _SKU_STOCK_DOCUMENTS,
+            {
+                "tenant_id": reads.tenant_id,
+                "sku": where.sku,
+                "after_sku": after_sku,
+                "after_location": after_location,
+                "limit": limit,
+            },
+        )
     filters, params = _stock_filters(where, after, limit)
     return await fetch(reads, _STOCK_DOCUMENTS.format(filters=filters), params)
 
