@@ -6,6 +6,7 @@ import json
 import httpx
 from fastapi import FastAPI
 
+from stockyard.api.app import YOUNG_COLLECTION_THRESHOLD
 from stockyard.api.middleware import REQUEST_ID_PATTERN
 from stockyard.core.settings import Settings
 from tests.conftest import running_app
@@ -100,3 +101,21 @@ async def test_the_heap_built_at_startup_is_frozen_while_the_app_runs(settings: 
         assert gc.get_freeze_count() > 10_000
         assert (await client.get("/livez")).status_code == 200
     assert gc.get_freeze_count() == 0
+
+
+async def test_the_young_generation_is_collected_less_often_while_the_app_runs(
+    settings: Settings,
+) -> None:
+    # Each young-generation pass walks the requests in flight: the app makes them rarer, and
+    # gives the process back the collector's schedule as it found it when it stops. The
+    # interpreter's default first: the suite's shared app set its own at start.
+    shared = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        async with running_app(settings) as (_, client):
+            assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, 10, 10)
+            assert YOUNG_COLLECTION_THRESHOLD >= 10_000
+            assert (await client.get("/livez")).status_code == 200
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*shared)
