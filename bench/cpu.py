@@ -7,8 +7,9 @@ the server process's own CPU time (utime + stime, /proc/<pid>/stat) before and a
 per request is the most stable figure on a shared, noisy box. Every scenario runs in rounds,
 interleaved, so the same noise falls on all of them. `/livez` (the framework floor) and the
 asyncpg floor (BEGIN + set_config + a primary-key select + COMMIT on 16 connections, in this
-process) are measured in the same run, and so are a 10,000-item bulk ingest (end to end) and
-history pages on a tenant with a large ledger. With `--server-tree`, a second server from
+process) are measured in the same run, and so are a 10,000-item bulk ingest (end to end), the
+bulk floor (the same batches' database work alone: staging, resolving and the ledger insert),
+and history pages on a tenant with a large ledger. With `--server-tree`, a second server from
 another checkout runs beside the first on the same database and every round measures both,
 one after the other, so a before/after ratio comes from one run. Never part of the test run.
 """
@@ -34,6 +35,7 @@ import httpx
 from bench import driver, seed, wrk
 from bench.harness import bench_stack, free_port, signup, start_server, wait_ready
 from stockyard.core.database import app_url, owner_url, to_libpq_dsn
+from stockyard.core.ids import new_ids
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu.json"
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -81,6 +83,53 @@ async def asyncpg_floor(
     finally:
         await pool.close()
     return {"transactions_per_s": done / (time.perf_counter() - started)}
+
+
+async def bulk_floor(
+    dsn: str, tenant_id: uuid.UUID, skus: list[str], codes: list[str], requests: int
+) -> dict[str, Any]:
+    """What the database alone allows a bulk batch, doing the least any batch must: as the
+    app role, BEGIN with the tenant, COPY 10,000 receipts into a temporary table (COPY into a
+    table under row-level security is refused), resolve their SKUs and codes, insert them into
+    the ledger (its indexes, foreign keys and policy), COMMIT. No JSON, no validation, no
+    balance and no event: the end-to-end bulk figure cannot beat this one."""
+    rng = random.Random(3)
+    connection = await asyncpg.connect(dsn)
+    elapsed = 0.0
+    try:
+        # The first batch warms the connection's caches up and is not counted.
+        for batch in range(requests + 1):
+            rows = [
+                (index, movement_id, rng.choice(skus), rng.choice(codes), rng.randint(1, 5))
+                for index, movement_id in enumerate(new_ids(10_000))
+            ]
+            started = time.perf_counter()
+            async with connection.transaction():
+                await connection.execute(
+                    "SELECT set_config('app.tenant_id', $1, true)", str(tenant_id)
+                )
+                await connection.execute(
+                    "CREATE TEMP TABLE floor_stage (idx integer, id uuid, sku text, "
+                    "location text, delta bigint) ON COMMIT DROP"
+                )
+                await connection.copy_records_to_table("floor_stage", records=rows)
+                await connection.execute(
+                    """
+                    INSERT INTO movement (tenant_id, id, product_id, location_id, delta, kind,
+                                          occurred_at)
+                    SELECT $1, s.id, p.id, l.id, s.delta, 'receipt', now()
+                    FROM floor_stage s
+                    JOIN product p ON p.sku = s.sku
+                    JOIN location l ON l.code = s.location
+                    ORDER BY s.idx
+                    """,
+                    tenant_id,
+                )
+            if batch:
+                elapsed += time.perf_counter() - started
+    finally:
+        await connection.close()
+    return {"requests": requests, "movements_per_s": requests * 10_000 / elapsed}
 
 
 def bulk_ingest(
@@ -262,6 +311,11 @@ def main(argv: list[str]) -> None:
                     to_libpq_dsn(app_url(settings)), tenant_id, product_ids, args.duration
                 )
             )
+            ledger_floor = asyncio.run(
+                bulk_floor(
+                    to_libpq_dsn(app_url(settings)), tenant_id, skus, codes, args.bulk_requests
+                )
+            )
             rows = {name: summarize_rounds(parts[name]) for name in servers}
             result = {
                 "box": {
@@ -282,6 +336,7 @@ def main(argv: list[str]) -> None:
                 ),
                 "bulk": bulk["now"],
                 "bulk_before": bulk.get("before"),
+                "bulk_floor": ledger_floor,
             }
             RESULTS.parent.mkdir(exist_ok=True)
             RESULTS.write_text(json.dumps(result, indent=2))
@@ -346,6 +401,10 @@ def report(result: dict[str, Any]) -> None:
                 f"{bulk['movements_per_s']:,.0f} movements/s, "
                 f"{bulk['cpu_us_per_movement']:.1f} us server CPU per movement"
             )
+    print(
+        "bulk floor (the database alone: COPY 10,000 receipts to staging, resolve, insert into "
+        f"the ledger, COMMIT): {result['bulk_floor']['movements_per_s']:,.0f} movements/s"
+    )
     print(f"product GET / livez throughput: {result['product_get_over_livez_throughput']:.2f}x")
     print(f"\n{'goal (#15)':58} {'target':>12} {'now':>10}  met")
     for label, target, measured, at_most in goals(result):
