@@ -365,6 +365,8 @@ def summarize_rounds(parts: dict[str, list[dict[str, Any]]]) -> list[dict[str, A
                     {
                         "throughput_per_s": run["requests"] / run["elapsed"],
                         "cpu_ms_per_request": 1000 * run["cpu_seconds"] / run["requests"],
+                        "p50_ms": run["p50_ms"],
+                        "p99_ms": run["p99_ms"],
                     }
                     for run in runs
                 ],
