@@ -399,12 +399,35 @@ async def history(
     return _MOVEMENT_LIST.validate_python([dict(row) for row in rows])
 
 
+async def _sku_page(
+    reads: TenantReads,
+    statement: str,
+    sku: str,
+    after: tuple[Any, Any] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """One page of a SKU's rows through its self-scoped function (migrations 0014 and 0016),
+    in one round trip: `statement` takes the tenant, the SKU, the cursor's sort key and
+    tiebreak (both null on the first page) and the limit."""
+    after_key, after_tiebreak = after if after is not None else (None, None)
+    return await reads.fetch_self_scoped(
+        statement,
+        {
+            "tenant_id": reads.tenant_id,
+            "sku": sku,
+            "after_key": after_key,
+            "after_tiebreak": after_tiebreak,
+            "limit": limit,
+        },
+    )
+
+
 # The usual history request, a SKU's movements page after page, through the function that
 # scopes itself to the tenant (migration 0014): one round trip, and the same page.
 _SKU_HISTORY_DOCUMENTS = f"""
     SELECT page.occurred_at, page.id, {DOCUMENT}
     FROM stockyard_product_movements_in_tenant(
-        :tenant_id, :sku, :after_at, :after_id, :limit) AS page
+        :tenant_id, :sku, :after_key, :after_tiebreak, :limit) AS page
     {document_of(MovementRead, {name: f"page.{name}" for name in MovementRead.model_fields})}
     ORDER BY page.occurred_at, page.id
 """
@@ -421,17 +444,7 @@ async def history_documents(
     `MovementRead` serializes it."""
     others = (where.location, where.kind, where.start, where.end)
     if isinstance(reads, TenantReads) and where.sku is not None and others == (None,) * 4:
-        after_at, after_id = after if after is not None else (None, None)
-        return await reads.fetch_self_scoped(
-            _SKU_HISTORY_DOCUMENTS,
-            {
-                "tenant_id": reads.tenant_id,
-                "sku": where.sku,
-                "after_at": after_at,
-                "after_id": after_id,
-                "limit": limit,
-            },
-        )
+        return await _sku_page(reads, _SKU_HISTORY_DOCUMENTS, where.sku, after, limit)
     filters, params = _history_filters(where, after, limit)
     return await fetch(reads, _HISTORY_DOCUMENTS.format(filters=filters), params)
 
@@ -510,7 +523,7 @@ async def stock(
 _SKU_STOCK_DOCUMENTS = f"""
     SELECT page.sku, page.location, {DOCUMENT}
     FROM stockyard_product_stock_in_tenant(
-        :tenant_id, :sku, :after_sku, :after_location, :limit) AS page
+        :tenant_id, :sku, :after_key, :after_tiebreak, :limit) AS page
     {_STOCK_ITEM}
     ORDER BY page.sku, page.location
 """
@@ -521,19 +534,13 @@ async def stock_documents(
 ) -> list[asyncpg.Record]:
     """`stock`'s rows as (sku, location, document): each row's key, and its JSON as
     `StockItem` serializes it."""
-    only_sku = where.sku is not None and where == StockFilter(where.sku, None, False)
-    if isinstance(reads, TenantReads) and only_sku:
-        after_sku, after_location = after if after is not None else (None, None)
-        return await reads.fetch_self_scoped(
-            _SKU_STOCK_DOCUMENTS,
-            {
-                "tenant_id": reads.tenant_id,
-                "sku": where.sku,
-                "after_sku": after_sku,
-                "after_location": after_location,
-                "limit": limit,
-            },
-        )
+    sku = where.sku
+    if (
+        isinstance(reads, TenantReads)
+        and sku is not None
+        and where == StockFilter(sku, None, False)
+    ):
+        return await _sku_page(reads, _SKU_STOCK_DOCUMENTS, sku, after, limit)
     filters, params = _stock_filters(where, after, limit)
     return await fetch(reads, _STOCK_DOCUMENTS.format(filters=filters), params)
 
